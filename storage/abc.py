@@ -1,0 +1,119 @@
+"""Abstract interfaces of the storage layer (one per component, as in py-evm's eth/abc.py).
+
+Flows type against these; ``node/wiring.py`` picks the implementation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+
+
+class BlobStoreAPI(ABC):
+    """Content-addressed store of ciphertext blobs."""
+
+    @abstractmethod
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably and return its CID (CIDv1, raw codec, sha2-256, base32).
+
+        Storing the same bytes twice returns the same CID.
+        Raises BackendUnavailable when the store cannot be written.
+        """
+
+    @abstractmethod
+    def put_many(self, blobs: Sequence[bytes]) -> list[str]:
+        """Store several blobs in one round trip; return their CIDs in order."""
+
+    @abstractmethod
+    def get(self, cid: str) -> bytes:
+        """Return the bytes stored under ``cid``.
+
+        Raises BlobNotFound if absent, IntegrityError if the stored bytes do not hash to
+        ``cid`` (never returns altered data).
+        """
+
+    @abstractmethod
+    def has(self, cid: str) -> bool:
+        """Return whether a blob is stored under ``cid``."""
+
+    @abstractmethod
+    def delete(self, cid: str) -> None:
+        """Remove (unpin) the blob; a missing blob is not an error."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and file handles."""
+
+
+class RecordIndexAPI(ABC):
+    """Queryable index of records, the durable anchor outbox and anchored batches."""
+
+    @abstractmethod
+    def add_records(self, rows: Sequence[RecordRow]) -> None:
+        """Insert ``rows`` and enqueue each in the anchor outbox, all in one transaction.
+
+        Raises DuplicateRecord if any id exists (then nothing is written).
+        """
+
+    @abstractmethod
+    def get_record(self, record_id: bytes) -> RecordRow:
+        """Return the record. Raises RecordNotFound."""
+
+    @abstractmethod
+    def list_records(
+        self,
+        *,
+        patient: str | None = None,
+        creator: str | None = None,
+        category: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RecordRow]:
+        """Return records matching every given filter, newest first."""
+
+    @abstractmethod
+    def pending_anchors(self, limit: int) -> list[RecordRow]:
+        """Return up to ``limit`` records waiting in the outbox, oldest first."""
+
+    @abstractmethod
+    def count_pending_anchors(self) -> int:
+        """Return how many records wait in the outbox."""
+
+    @abstractmethod
+    def mark_anchored(self, batch: AnchorBatch, receipts: Mapping[bytes, AnchorReceipt]) -> None:
+        """Store ``batch``, each record's leaf and proof, and remove them from the outbox,
+        all in one transaction."""
+
+    @abstractmethod
+    def get_receipt(self, record_id: bytes) -> AnchorReceipt | None:
+        """Return the anchor receipt (with its batch), or None while the record is pending.
+
+        Raises RecordNotFound for an unknown id.
+        """
+
+    @abstractmethod
+    def get_batch(self, batch_id: int) -> AnchorBatch:
+        """Return an anchored batch. Raises RecordNotFound."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class CacheAPI(ABC):
+    """Hot cache of small values (ciphertext, decisions). A miss is never an error."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """Return the cached value or None."""
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Cache ``value`` for ``ttl`` seconds (None: until evicted)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Drop ``key``; a missing key is not an error."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

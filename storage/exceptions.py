@@ -1,0 +1,25 @@
+"""Errors raised by storage backends. Backends wrap driver errors with ``raise ... from``."""
+
+
+class StorageError(Exception):
+    """Root of every storage error."""
+
+
+class BlobNotFound(StorageError):
+    """No blob is stored under the requested CID."""
+
+
+class IntegrityError(StorageError):
+    """Stored bytes do not match their content address or recorded hash."""
+
+
+class RecordNotFound(StorageError):
+    """The index holds no record with the requested id."""
+
+
+class DuplicateRecord(StorageError):
+    """A record with that id is already indexed."""
+
+
+class BackendUnavailable(StorageError):
+    """The backend cannot be reached (server down, disk gone)."""
