@@ -1,0 +1,407 @@
+"""Record index in an embedded SQLite database (the single-node default).
+
+The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` upgrades a database
+from version ``i`` to ``i + 1``. Later versions append to the list and never edit a shipped
+entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from storage.abc import RecordIndexAPI
+from storage.exceptions import (
+    BackendUnavailable,
+    DuplicateRecord,
+    IntegrityError,
+    RecordNotFound,
+    StorageError,
+)
+from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+
+__all__ = ["MIGRATIONS", "SQLiteRecordIndex"]
+
+logger = logging.getLogger(__name__)
+
+_HASH_SIZE = 32
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # v1: records, the anchor outbox, anchored batches and per-record receipts.
+    (
+        # ``seq`` (the rowid) breaks ties between records created in the same second.
+        """CREATE TABLE records (
+            seq INTEGER PRIMARY KEY,
+            record_id BLOB NOT NULL UNIQUE,
+            patient TEXT NOT NULL,
+            category TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            cid TEXT NOT NULL,
+            content_hash BLOB NOT NULL,
+            size INTEGER NOT NULL,
+            wrapped_key BLOB NOT NULL,
+            kek_version INTEGER NOT NULL,
+            creator TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            previous_id BLOB
+        )""",
+        "CREATE INDEX records_patient_created ON records (patient, created_at)",
+        "CREATE INDEX records_creator_category ON records (creator, category, created_at)",
+        "CREATE INDEX records_previous ON records (previous_id)",
+        """CREATE TABLE anchor_outbox (
+            seq INTEGER PRIMARY KEY,
+            record_id BLOB NOT NULL UNIQUE REFERENCES records (record_id)
+        )""",
+        """CREATE TABLE anchor_batches (
+            batch_id INTEGER PRIMARY KEY,
+            root BLOB NOT NULL,
+            tx_hash BLOB NOT NULL,
+            block_number INTEGER NOT NULL,
+            hospital TEXT NOT NULL,
+            record_count INTEGER NOT NULL,
+            anchored_at INTEGER NOT NULL
+        )""",
+        # proof: the Merkle siblings concatenated, 32 bytes each.
+        """CREATE TABLE anchor_receipts (
+            record_id BLOB PRIMARY KEY REFERENCES records (record_id),
+            batch_id INTEGER NOT NULL REFERENCES anchor_batches (batch_id),
+            leaf BLOB NOT NULL,
+            proof BLOB NOT NULL
+        )""",
+        "CREATE INDEX anchor_receipts_batch ON anchor_receipts (batch_id)",
+    ),
+)
+
+_RECORD_COLUMNS = (
+    "record_id, patient, category, content_type, cid, content_hash, size, wrapped_key, "
+    "kek_version, creator, created_at, previous_id"
+)
+_BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
+_NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
+
+
+def _row_to_record(row: Sequence[Any]) -> RecordRow:
+    return RecordRow(
+        record_id=bytes(row[0]),
+        patient=row[1],
+        category=row[2],
+        content_type=row[3],
+        cid=row[4],
+        content_hash=bytes(row[5]),
+        size=row[6],
+        wrapped_key=bytes(row[7]),
+        kek_version=row[8],
+        creator=row[9],
+        created_at=row[10],
+        previous_id=None if row[11] is None else bytes(row[11]),
+    )
+
+
+def _row_to_batch(row: Sequence[Any]) -> AnchorBatch:
+    return AnchorBatch(
+        batch_id=row[0],
+        root=bytes(row[1]),
+        tx_hash=bytes(row[2]),
+        block_number=row[3],
+        hospital=row[4],
+        count=row[5],
+        anchored_at=row[6],
+    )
+
+
+def _check_hash(value: bytes, what: str) -> None:
+    if not isinstance(value, bytes) or len(value) != _HASH_SIZE:
+        raise ValueError(f"{what} must be {_HASH_SIZE} bytes")
+
+
+def _record_params(row: RecordRow) -> tuple[Any, ...]:
+    _check_hash(row.record_id, "record_id")
+    _check_hash(row.content_hash, "content_hash")
+    if row.previous_id is not None:
+        _check_hash(row.previous_id, "previous_id")
+    return (
+        row.record_id,
+        row.patient,
+        row.category,
+        row.content_type,
+        row.cid,
+        row.content_hash,
+        row.size,
+        row.wrapped_key,
+        row.kek_version,
+        row.creator,
+        row.created_at,
+        row.previous_id,
+    )
+
+
+def _record_exists(conn: sqlite3.Connection, record_id: bytes) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM records WHERE record_id = ?", (record_id,)).fetchone()
+        is not None
+    )
+
+
+@contextlib.contextmanager
+def _driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:  # locked, disk I/O error, disk full, ...
+        raise BackendUnavailable("record index database is unavailable") from exc
+    except sqlite3.Error as exc:
+        raise StorageError("record index database error") from exc
+
+
+class SQLiteRecordIndex(RecordIndexAPI):
+    """RecordIndexAPI over one SQLite file in WAL mode.
+
+    One connection serialised by a lock: SQLite admits a single writer anyway, and every
+    call is short. Safe to share between threads.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            # The index holds patient addresses and wrapped keys: owner-only. SQLite gives
+            # its -wal and -shm files the mode of the database file.
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise BackendUnavailable("cannot create the record index file") from exc
+        with _driver_errors():
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves so that a transaction
+            # covers exactly one API call.
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode != "wal":
+                    logger.warning("record index runs in journal mode %s, not WAL", mode)
+                # FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power
+                # loss, and an acknowledged upload (record + outbox entry) must survive it.
+                # Commits are batched (add_records, mark_anchored), so the extra WAL fsync
+                # per commit is cheap.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                self._migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+        self._conn: sqlite3.Connection | None = conn
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={str(self._path)!r})"
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"record index schema v{version} is newer than this node (v{len(MIGRATIONS)})"
+            )
+        for target in range(version + 1, len(MIGRATIONS) + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[target - 1]:
+                    conn.execute(statement)
+                # user_version lives in the database header and commits with the DDL. PRAGMA
+                # takes no bound parameters; ``target`` is our own int.
+                conn.execute(f"PRAGMA user_version = {target:d}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            logger.info("record index migrated to schema v%d", target)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        with self._connection() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, _driver_errors():
+            if self._conn is None:
+                raise BackendUnavailable("record index is closed")
+            yield self._conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as conn:
+            # IMMEDIATE takes the write lock up front, so a second process sharing the file
+            # waits (busy timeout) instead of failing halfway through.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                # Some errors (disk full, I/O) already rolled the transaction back.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def add_records(self, rows: Sequence[RecordRow]) -> None:
+        params = [_record_params(row) for row in rows]
+        if not params:
+            return
+        with self._transaction() as conn:
+            try:
+                conn.executemany(
+                    f"INSERT INTO records ({_RECORD_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+                conn.executemany(
+                    "INSERT INTO anchor_outbox (record_id) VALUES (?)",
+                    [(p[0],) for p in params],
+                )
+            except sqlite3.IntegrityError as exc:
+                if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
+                    raise DuplicateRecord("a record id in the batch is already indexed") from exc
+                raise
+
+    def get_record(self, record_id: bytes) -> RecordRow:
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?", (record_id,)
+            ).fetchone()
+        if row is None:
+            raise RecordNotFound(f"no record {bytes(record_id).hex()}")
+        return _row_to_record(row)
+
+    def list_records(
+        self,
+        *,
+        patient: str | None = None,
+        creator: str | None = None,
+        category: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RecordRow]:
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must not be negative")
+        clauses: list[str] = []
+        params: list[Any] = []
+        # Column names come from this fixed list, values only through placeholders.
+        for column, value in (("patient", patient), ("creator", creator), ("category", category)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def pending_anchors(self, limit: int) -> list[RecordRow]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        columns = ", ".join(f"r.{c.strip()}" for c in _RECORD_COLUMNS.split(","))
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {columns} FROM anchor_outbox o "
+                "JOIN records r ON r.record_id = o.record_id ORDER BY o.seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def count_pending_anchors(self) -> int:
+        with self._connection() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM anchor_outbox").fetchone()[0])
+
+    def mark_anchored(self, batch: AnchorBatch, receipts: Mapping[bytes, AnchorReceipt]) -> None:
+        _check_hash(batch.root, "batch root")
+        receipt_params: list[tuple[bytes, int, bytes, bytes]] = []
+        for record_id, receipt in receipts.items():
+            if receipt.record_id != record_id:
+                raise ValueError("receipt filed under another record's id")
+            _check_hash(receipt.leaf, "leaf")
+            for node in receipt.proof:
+                _check_hash(node, "proof node")
+            receipt_params.append(
+                (record_id, batch.batch_id, receipt.leaf, b"".join(receipt.proof))
+            )
+        batch_params = (
+            batch.batch_id,
+            batch.root,
+            batch.tx_hash,
+            batch.block_number,
+            batch.hospital,
+            batch.count,
+            batch.anchored_at,
+        )
+        with self._transaction() as conn:
+            inserted = conn.execute(
+                f"INSERT INTO anchor_batches ({_BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (batch_id) DO NOTHING",
+                batch_params,
+            ).rowcount
+            if not inserted:
+                # Replaying the same batch (a retry after a crash) is harmless; a different
+                # batch under the same id is not.
+                existing = conn.execute(
+                    f"SELECT {_BATCH_COLUMNS} FROM anchor_batches WHERE batch_id = ?",
+                    (batch.batch_id,),
+                ).fetchone()
+                if _row_to_batch(existing) != batch:
+                    raise IntegrityError(f"batch {batch.batch_id} is stored with other contents")
+            for params in receipt_params:
+                if not _record_exists(conn, params[0]):
+                    raise RecordNotFound(f"no record {params[0].hex()}")
+            # A record anchored twice (two workers racing) keeps the latest receipt; both
+            # proofs are valid on-chain.
+            conn.executemany(
+                "INSERT INTO anchor_receipts (record_id, batch_id, leaf, proof) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (record_id) DO UPDATE SET "
+                "batch_id = excluded.batch_id, leaf = excluded.leaf, proof = excluded.proof",
+                receipt_params,
+            )
+            conn.executemany(
+                "DELETE FROM anchor_outbox WHERE record_id = ?",
+                [(p[0],) for p in receipt_params],
+            )
+
+    def get_receipt(self, record_id: bytes) -> AnchorReceipt | None:
+        columns = ", ".join(f"b.{c.strip()}" for c in _BATCH_COLUMNS.split(","))
+        with self._connection() as conn:
+            if not _record_exists(conn, record_id):
+                raise RecordNotFound(f"no record {bytes(record_id).hex()}")
+            row = conn.execute(
+                f"SELECT a.leaf, a.proof, {columns} FROM anchor_receipts a "
+                "JOIN anchor_batches b ON b.batch_id = a.batch_id WHERE a.record_id = ?",
+                (record_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        proof = bytes(row[1])
+        return AnchorReceipt(
+            record_id=bytes(record_id),
+            leaf=bytes(row[0]),
+            proof=[proof[i : i + _HASH_SIZE] for i in range(0, len(proof), _HASH_SIZE)],
+            batch=_row_to_batch(row[2:]),
+        )
+
+    def get_batch(self, batch_id: int) -> AnchorBatch:
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT {_BATCH_COLUMNS} FROM anchor_batches WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+        if row is None:
+            raise RecordNotFound(f"no anchored batch {batch_id}")
+        return _row_to_batch(row)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
