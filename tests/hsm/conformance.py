@@ -1,0 +1,217 @@
+"""Conformance suite for KeyStoreAPI (and envelope encryption on top of it).
+
+A backend's test module subclasses ``KeyStoreConformance``::
+
+    class TestPkcs11KeyStore(KeyStoreConformance):
+        def make_keystore(self, location: Path) -> KeyStoreAPI: ...
+        def reopen_keystore(self, location: Path) -> KeyStoreAPI: ...
+        def key_material(self, store: KeyStoreAPI) -> list[bytes]: ...  # if extractable
+
+``make_keystore`` creates a new store at ``location`` (a per-test ``tmp_path``);
+``reopen_keystore`` opens the same store again. Hooks that a backend cannot implement
+(a PKCS#11 token never reveals its keys) leave their tests skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_keys import keys
+from eth_keys.constants import SECPK1_N
+from eth_utils import is_checksum_address
+
+from hsm.abc import KeyStoreAPI, WrappedKey
+from hsm.envelope import SealedRecord, open_sealed, seal, seal_many
+from hsm.exceptions import DecryptionError, KeyNotFound, UnwrapError
+
+
+def flip(data: bytes, index: int) -> bytes:
+    """``data`` with one bit of byte ``index`` flipped."""
+    altered = bytearray(data)
+    altered[index] ^= 0x01
+    return bytes(altered)
+
+
+class KeyStoreConformance:
+    """Behaviour every KeyStoreAPI backend must have."""
+
+    def make_keystore(self, location: Path) -> KeyStoreAPI:
+        raise NotImplementedError
+
+    def reopen_keystore(self, location: Path) -> KeyStoreAPI:
+        pytest.skip("backend cannot be reopened in tests")
+
+    def key_material(self, store: KeyStoreAPI) -> list[bytes]:
+        """Every secret the store holds (KEKs, signing key), for leak checks."""
+        pytest.skip("backend does not reveal its keys")
+
+    @pytest.fixture
+    def location(self, tmp_path: Path) -> Path:
+        return tmp_path
+
+    @pytest.fixture
+    def keystore(self, location: Path) -> Iterator[KeyStoreAPI]:
+        store = self.make_keystore(location)
+        yield store
+        store.close()
+
+    # -- wrap / unwrap --------------------------------------------------------------------
+
+    @pytest.mark.parametrize("size", [16, 32])
+    def test_wrap_round_trip(self, keystore: KeyStoreAPI, size: int) -> None:
+        data_key = os.urandom(size)
+        wrapped = keystore.wrap(data_key)
+        assert wrapped.kek_version == keystore.current_kek_version
+        assert data_key not in wrapped.blob
+        assert keystore.unwrap(wrapped) == data_key
+
+    def test_wrap_many(self, keystore: KeyStoreAPI) -> None:
+        data_keys = [os.urandom(32) for _ in range(10)]
+        wrapped = keystore.wrap_many(data_keys)
+        assert len(wrapped) == len(data_keys)
+        assert [keystore.unwrap(w) for w in wrapped] == data_keys
+        assert keystore.wrap_many([]) == []
+
+    def test_tampered_wrapped_key(self, keystore: KeyStoreAPI) -> None:
+        wrapped = keystore.wrap(os.urandom(32))
+        for index in (0, len(wrapped.blob) // 2, len(wrapped.blob) - 1):
+            with pytest.raises(UnwrapError):
+                keystore.unwrap(WrappedKey(wrapped.kek_version, flip(wrapped.blob, index)))
+        for blob in (wrapped.blob[:-8], wrapped.blob + b"\x00" * 8, b""):
+            with pytest.raises(UnwrapError):
+                keystore.unwrap(WrappedKey(wrapped.kek_version, blob))
+
+    def test_unknown_kek_version(self, keystore: KeyStoreAPI) -> None:
+        wrapped = keystore.wrap(os.urandom(32))
+        with pytest.raises(KeyNotFound):
+            keystore.unwrap(WrappedKey(wrapped.kek_version + 1000, wrapped.blob))
+
+    def test_unwrap_error_carries_no_key_material(self, keystore: KeyStoreAPI) -> None:
+        data_key = os.urandom(32)
+        wrapped = keystore.wrap(data_key)
+        with pytest.raises(UnwrapError) as excinfo:
+            keystore.unwrap(WrappedKey(wrapped.kek_version, flip(wrapped.blob, 3)))
+        text = str(excinfo.value)
+        assert data_key.hex() not in text and wrapped.blob.hex() not in text
+
+    # -- signer ---------------------------------------------------------------------------
+
+    def test_signer(self, keystore: KeyStoreAPI) -> None:
+        signer = keystore.signer()
+        assert is_checksum_address(signer.address)
+        for i in range(32):
+            digest = os.urandom(32) if i else b"\x00" * 32
+            sig = signer.sign_digest(digest)
+            assert sig.y_parity in (0, 1)
+            assert 0 < sig.r < SECPK1_N
+            assert 0 < sig.s <= SECPK1_N // 2  # EIP-2 low s
+            recovered = keys.Signature(
+                vrs=(sig.y_parity, sig.r, sig.s)
+            ).recover_public_key_from_msg_hash(digest)
+            assert recovered.to_checksum_address() == signer.address
+
+    def test_signer_rejects_non_digests(self, keystore: KeyStoreAPI) -> None:
+        with pytest.raises(ValueError):
+            keystore.signer().sign_digest(b"\x00" * 31)
+
+    # -- leaks and persistence ------------------------------------------------------------
+
+    def test_repr_has_no_key_material(self, keystore: KeyStoreAPI) -> None:
+        texts = [repr(keystore), str(keystore), repr(keystore.signer()), str(keystore.signer())]
+        for secret in self.key_material(keystore):
+            for text in texts:
+                assert secret.hex() not in text.lower()
+                assert str(int.from_bytes(secret, "big")) not in text
+
+    def test_restart_persistence(self, location: Path) -> None:
+        store = self.make_keystore(location)
+        data_key = os.urandom(32)
+        wrapped = store.wrap(data_key)
+        address = store.signer().address
+        store.close()
+        reopened = self.reopen_keystore(location)
+        try:
+            assert reopened.unwrap(wrapped) == data_key
+            assert reopened.signer().address == address
+            assert reopened.current_kek_version == wrapped.kek_version
+        finally:
+            reopened.close()
+
+    # -- envelope encryption through this store -------------------------------------------
+
+    def test_envelope_round_trip(self, keystore: KeyStoreAPI) -> None:
+        plaintext = b'{"resourceType": "Observation"}' * 100
+        record_id = os.urandom(32)
+        sealed = seal(plaintext, record_id, keystore)
+        assert plaintext[:32] not in sealed.blob
+        assert sealed.blob[0] == 1
+        assert len(sealed.blob) == 1 + 12 + len(plaintext) + 16
+        assert open_sealed(sealed.blob, sealed.wrapped_key, record_id, keystore) == plaintext
+
+    def test_envelope_empty_plaintext(self, keystore: KeyStoreAPI) -> None:
+        sealed = seal(b"", b"id", keystore)
+        assert open_sealed(sealed.blob, sealed.wrapped_key, b"id", keystore) == b""
+
+    def test_envelope_fresh_key_and_nonce_per_record(self, keystore: KeyStoreAPI) -> None:
+        first, second = seal(b"same", b"id", keystore), seal(b"same", b"id", keystore)
+        assert first.blob != second.blob
+        assert first.blob[1:13] != second.blob[1:13]
+        assert keystore.unwrap(first.wrapped_key) != keystore.unwrap(second.wrapped_key)
+
+    def test_envelope_seal_many(self, keystore: KeyStoreAPI) -> None:
+        items = [(os.urandom(100), os.urandom(32)) for _ in range(10)]
+        sealed = seal_many(items, keystore)
+        assert len(sealed) == len(items)
+        assert all(isinstance(s, SealedRecord) for s in sealed)
+        for s, (plaintext, aad) in zip(sealed, items, strict=True):
+            assert open_sealed(s.blob, s.wrapped_key, aad, keystore) == plaintext
+        assert seal_many([], keystore) == []
+
+    def test_envelope_wrong_aad(self, keystore: KeyStoreAPI) -> None:
+        sealed = seal(b"record", b"record-1", keystore)
+        for aad in (b"record-2", b"", b"record-1\x00"):
+            with pytest.raises(DecryptionError):
+                open_sealed(sealed.blob, sealed.wrapped_key, aad, keystore)
+
+    def test_envelope_blob_swapped_between_records(self, keystore: KeyStoreAPI) -> None:
+        one, two = seal(b"one", b"id-1", keystore), seal(b"two", b"id-2", keystore)
+        with pytest.raises(DecryptionError):
+            open_sealed(two.blob, two.wrapped_key, b"id-1", keystore)
+        with pytest.raises(DecryptionError):
+            open_sealed(two.blob, one.wrapped_key, b"id-2", keystore)
+
+    def test_envelope_tampered_blob(self, keystore: KeyStoreAPI) -> None:
+        sealed = seal(b"record body", b"id", keystore)
+        blob = sealed.blob
+        for altered in (
+            flip(blob, 5),  # nonce
+            flip(blob, 14),  # ciphertext
+            flip(blob, len(blob) - 1),  # tag
+            blob[:-1],
+            blob[:20],
+            b"",
+            b"\x02" + blob[1:],  # unknown version
+            blob + b"\x00",
+        ):
+            with pytest.raises(DecryptionError):
+                open_sealed(altered, sealed.wrapped_key, b"id", keystore)
+
+    def test_envelope_tampered_wrapped_key(self, keystore: KeyStoreAPI) -> None:
+        sealed = seal(b"record body", b"id", keystore)
+        wrapped = sealed.wrapped_key
+        with pytest.raises(UnwrapError):
+            open_sealed(
+                sealed.blob, WrappedKey(wrapped.kek_version, flip(wrapped.blob, 0)), b"id", keystore
+            )
+        with pytest.raises(KeyNotFound):
+            open_sealed(
+                sealed.blob, WrappedKey(wrapped.kek_version + 99, wrapped.blob), b"id", keystore
+            )
+
+    def test_envelope_repr_hides_contents(self, keystore: KeyStoreAPI) -> None:
+        sealed = seal(b"PATIENT NAME", b"id", keystore)
+        assert "PATIENT" not in repr(sealed)
+        assert sealed.blob.hex() not in repr(sealed)
