@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+pragma solidity ^0.8.24;
+
+/**
+ * @title IAccessLog
+ * @dev On-chain audit trail of record reads, granted and denied. Member hospitals batch their
+ * reads into one call; each entry becomes one {AccessRecorded} event filterable by patient,
+ * record and actor.
+ */
+interface IAccessLog {
+    /// @dev One read attempt. `basis` is why it was allowed, as decided by the node: the
+    /// {IConsentRegistry} access basis (0 None ... 4 BreakGlass) or a node-defined value above
+    /// (e.g. 5 for the patient reading their own record). Not checked on-chain.
+    struct Access {
+        address patient;
+        bytes32 recordId;
+        address actor;
+        bool granted;
+        uint8 basis;
+    }
+
+    /// @dev `actor` read (or was refused) `recordId` of `patient` at member `hospital`.
+    event AccessRecorded(
+        address indexed patient, bytes32 indexed recordId, address indexed actor, address hospital, bool granted, uint8 basis
+    );
+
+    /// @notice Logs a batch of read attempts.
+    function recordAccesses(Access[] calldata entries) external;
+}

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+pragma solidity ^0.8.24;
+
+/**
+ * @title IConsortium
+ * @dev Membership of the hospital consortium. Members are admitted and removed by a strict
+ * majority of the current members (`votes * 2 > memberCount`). A proposal expires 7 days after
+ * its creation. The last member cannot be removed.
+ */
+interface IConsortium {
+    /// @dev Proposal kinds, passed as `uint8` in the ABI.
+    enum ProposalKind {
+        Admit,
+        Remove
+    }
+
+    /// @dev A member hospital. `name` and `since` are kept after removal (`active == false`).
+    struct Member {
+        string name;
+        bool active;
+        uint64 since;
+    }
+
+    /// @dev The caller is not a current member.
+    error ConsortiumNotMember(address account);
+    /// @dev Constructor arguments: empty, lengths differ, zero address, duplicate or empty name.
+    error ConsortiumInvalidFounders();
+    /// @dev Unknown kind, zero subject, empty name for an admission, admitting a member or
+    /// removing a non-member.
+    error ConsortiumInvalidProposal();
+    /// @dev No proposal with this id.
+    error ConsortiumUnknownProposal(uint256 id);
+    /// @dev The proposal is older than 7 days.
+    error ConsortiumProposalExpired(uint256 id);
+    /// @dev The proposal was already executed.
+    error ConsortiumProposalExecuted(uint256 id);
+    /// @dev The member already voted for this proposal (during its current membership).
+    error ConsortiumAlreadyVoted(uint256 id, address voter);
+    /// @dev The proposal does not (or no longer) have a strict majority of current members.
+    error ConsortiumNoMajority(uint256 id);
+    /// @dev Removing the last member is not allowed.
+    error ConsortiumLastMember();
+
+    /// @dev A member proposed to admit (`kind` 0) or remove (`kind` 1) `subject`.
+    event ProposalCreated(uint256 indexed id, uint8 kind, address indexed subject, address indexed proposer);
+    /// @dev `voter` voted for proposal `id` (the proposer's own vote is emitted too).
+    event ProposalVoted(uint256 indexed id, address indexed voter);
+    /// @dev Proposal `id` reached a majority and was applied.
+    event ProposalExecuted(uint256 indexed id);
+    /// @dev `member` joined (founders included, emitted by the constructor).
+    event MemberAdmitted(address indexed member, string name);
+    /// @dev `member` left the consortium.
+    event MemberRemoved(address indexed member);
+
+    /**
+     * @notice Proposes to admit or remove a member; the proposer's vote is counted.
+     * Executes at once if that vote alone is a strict majority.
+     * @param kind 0 Admit, 1 Remove.
+     * @param subject The hospital's address.
+     * @param name The hospital's name (admission only, ignored for a removal).
+     * @return id The proposal id (ids start at 1).
+     */
+    function propose(uint8 kind, address subject, string calldata name) external returns (uint256 id);
+
+    /// @notice Votes for proposal `id`; executes it when a strict majority is reached.
+    function vote(uint256 id) external;
+
+    /// @notice Executes proposal `id` if its valid votes are a strict majority now.
+    function execute(uint256 id) external;
+
+    /// @notice Whether `account` is a current member.
+    function isMember(address account) external view returns (bool);
+
+    /// @notice Number of current members.
+    function memberCount() external view returns (uint256);
+
+    /// @notice Current members (order not significant, changes on removal).
+    function members() external view returns (address[] memory);
+
+    /// @notice Name of `account` as admitted (kept after removal, empty if never a member).
+    function memberName(address account) external view returns (string memory);
+
+    /// @notice Name, status and admission time of `account`.
+    function member(address account) external view returns (string memory name, bool active, uint64 since);
+
+    /// @notice Number of proposals created so far (the last id).
+    function proposalCount() external view returns (uint256);
+
+    /**
+     * @notice A proposal; `votes` counts only voters that are still members (in the same
+     * membership term as when they voted).
+     */
+    function proposal(uint256 id)
+        external
+        view
+        returns (
+            uint8 kind,
+            address subject,
+            address proposer,
+            uint64 createdAt,
+            uint64 expiresAt,
+            uint256 votes,
+            bool executed
+        );
+
+    /// @notice Whether `voter`'s vote for proposal `id` currently counts.
+    function hasVoted(uint256 id, address voter) external view returns (bool);
+}

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Hardhat 2 configuration for the emr-node contracts.
+//
+// The compiler is the npm `solc` package (soljson.js, WASM): nothing here downloads a
+// compiler binary, so `npm ci && npx hardhat compile` works offline.
+//
+// EMR_HARDHAT_ARTIFACTS / EMR_HARDHAT_CACHE redirect Hardhat's build output (used by
+// tests/contracts/test_artifacts.py to recompile without touching the working tree).
+
+const path = require("path");
+const { subtask } = require("hardhat/config");
+const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require("hardhat/builtin-tasks/task-names");
+
+const SOLC_VERSION = "0.8.30";
+
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args, hre, runSuper) => {
+  const installed = require("solc/package.json").version;
+  if (args.solcVersion !== installed) {
+    return runSuper(args);
+  }
+  const solc = require("solc");
+  // "0.8.30+commit.73712a01.Emscripten.clang" -> "0.8.30+commit.73712a01"
+  const longVersion = solc.version().replace(/\.Emscripten\.clang$/, "");
+  return {
+    compilerPath: require.resolve("solc/soljson.js"),
+    isSolcJs: true,
+    version: args.solcVersion,
+    longVersion,
+  };
+});
+
+/** @type import('hardhat/config').HardhatUserConfig */
+module.exports = {
+  solidity: {
+    version: SOLC_VERSION,
+    settings: {
+      optimizer: { enabled: true, runs: 200 },
+      evmVersion: "cancun",
+    },
+  },
+  paths: {
+    sources: "contracts",
+    tests: "tests/contracts",
+    artifacts: process.env.EMR_HARDHAT_ARTIFACTS
+      ? path.resolve(process.env.EMR_HARDHAT_ARTIFACTS)
+      : "artifacts",
+    cache: process.env.EMR_HARDHAT_CACHE ? path.resolve(process.env.EMR_HARDHAT_CACHE) : "cache",
+  },
+  networks: {
+    hardhat: {
+      chainId: 31337,
+      accounts: { mnemonic: "test test test test test test test test test test test junk" },
+    },
+    localhost: {
+      url: "http://127.0.0.1:8545",
+    },
+  },
+};

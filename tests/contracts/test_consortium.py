@@ -1,0 +1,277 @@
+"""Consortium: founding set, majority admission and removal, expiry, last-member rule."""
+
+from __future__ import annotations
+
+import pytest
+from contract_helpers import FOUNDER_NAMES, Chain, expect_revert
+from web3.logs import DISCARD
+
+from node.chain.deploy import deploy_contracts
+from node.chain.exceptions import ContractReverted
+
+ADMIT, REMOVE = 0, 1
+WEEK = 7 * 24 * 3600
+
+
+def _propose(chain: Chain, kind: int, subject: str, name: str, sender: str) -> tuple[int, dict]:
+    receipt = chain.send(chain.consortium.functions.propose(kind, subject, name), sender)
+    created = chain.consortium.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+    assert len(created) == 1
+    return int(created[0]["args"]["id"]), receipt
+
+
+def _admit(chain: Chain, subject: str, name: str, voters: list[str]) -> None:
+    pid, _ = _propose(chain, ADMIT, subject, name, voters[0])
+    for voter in voters[1:]:
+        chain.send(chain.consortium.functions.vote(pid), voter)
+    assert chain.consortium.functions.isMember(subject).call()
+
+
+def test_founders(chain: Chain) -> None:
+    c = chain.consortium.functions
+    assert c.memberCount().call() == 3
+    assert c.members().call() == [chain.a, chain.b, chain.c]
+    for address, name in zip([chain.a, chain.b, chain.c], FOUNDER_NAMES, strict=True):
+        assert c.isMember(address).call()
+        assert c.memberName(address).call() == name
+        got_name, active, since = c.member(address).call()
+        assert (got_name, active) == (name, True) and since > 0
+    assert not c.isMember(chain.outsider).call()
+    assert c.memberName(chain.outsider).call() == ""
+    assert c.proposalCount().call() == 0
+    admitted = chain.consortium.events.MemberAdmitted.get_logs(from_block=0)
+    assert [(e["args"]["member"], e["args"]["name"]) for e in admitted] == list(
+        zip([chain.a, chain.b, chain.c], FOUNDER_NAMES, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "founders",
+    [
+        [("A", "x"), ("A", "y")],  # duplicate (A replaced below)
+        [("0x0000000000000000000000000000000000000000", "zero")],
+        [("A", "")],  # empty name
+    ],
+)
+def test_constructor_rejects_bad_founders(chain: Chain, founders: list[tuple[str, str]]) -> None:
+    founders = [(chain.a if a == "A" else a, n) for a, n in founders]
+    with pytest.raises(ContractReverted) as info:
+        deploy_contracts(chain.w3, founders)
+    assert info.value.name == "ConsortiumInvalidFounders"
+
+
+def test_constructor_rejects_length_mismatch(chain: Chain) -> None:
+    expect_revert(
+        lambda: chain.deploy("Consortium", [chain.a, chain.b], ["only one"]),
+        "ConsortiumInvalidFounders",
+    )
+    expect_revert(lambda: chain.deploy("Consortium", [], []), "ConsortiumInvalidFounders")
+
+
+def test_non_member_cannot_propose_vote_or_execute(chain: Chain) -> None:
+    c = chain.consortium.functions
+    args = expect_revert(
+        lambda: c.propose(ADMIT, chain.outsider, "Me").transact({"from": chain.outsider}),
+        "ConsortiumNotMember",
+    )
+    assert args == (chain.outsider,)
+    pid, _ = _propose(chain, ADMIT, chain.accounts[4], "Delta", chain.a)
+    expect_revert(lambda: c.vote(pid).transact({"from": chain.outsider}), "ConsortiumNotMember")
+    expect_revert(lambda: c.execute(pid).transact({"from": chain.outsider}), "ConsortiumNotMember")
+
+
+def test_admission_needs_strict_majority(chain: Chain) -> None:
+    c = chain.consortium.functions
+    d = chain.accounts[4]
+    pid, receipt = _propose(chain, ADMIT, d, "Delta Hospital", chain.a)
+    assert pid == 1
+    ev = chain.consortium.events
+    created = ev.ProposalCreated().process_receipt(receipt, errors=DISCARD)[0]["args"]
+    assert (created["kind"], created["subject"], created["proposer"]) == (ADMIT, d, chain.a)
+    # the proposer's vote counts: 1 of 3 is not a strict majority
+    voted = ev.ProposalVoted().process_receipt(receipt, errors=DISCARD)
+    assert [e["args"]["voter"] for e in voted] == [chain.a]
+    assert not c.isMember(d).call()
+    kind, subject, proposer, created_at, expires_at, votes, executed = c.proposal(pid).call()
+    assert (kind, subject, proposer, votes, executed) == (ADMIT, d, chain.a, 1, False)
+    assert expires_at == created_at + WEEK
+    assert c.hasVoted(pid, chain.a).call() and not c.hasVoted(pid, chain.b).call()
+
+    receipt = chain.send(c.vote(pid), chain.b)  # 2 of 3: 4 > 3
+    assert c.isMember(d).call()
+    assert c.memberCount().call() == 4
+    assert c.memberName(d).call() == "Delta Hospital"
+    assert ev.ProposalExecuted().process_receipt(receipt, errors=DISCARD)[0]["args"]["id"] == pid
+    admitted = ev.MemberAdmitted().process_receipt(receipt, errors=DISCARD)[0]["args"]
+    assert (admitted["member"], admitted["name"]) == (d, "Delta Hospital")
+    assert c.proposal(pid).call()[6] is True
+
+    expect_revert(lambda: c.vote(pid).transact({"from": chain.c}), "ConsortiumProposalExecuted")
+    # the new member can act at once
+    _propose(chain, ADMIT, chain.accounts[5], "Epsilon", d)
+
+
+def test_double_vote_and_unknown_proposal(chain: Chain) -> None:
+    c = chain.consortium.functions
+    pid, _ = _propose(chain, ADMIT, chain.accounts[4], "Delta", chain.a)
+    args = expect_revert(lambda: c.vote(pid).transact({"from": chain.a}), "ConsortiumAlreadyVoted")
+    assert args == (pid, chain.a)
+    for bad in (0, 99):
+        expect_revert(
+            lambda b=bad: c.vote(b).transact({"from": chain.b}), "ConsortiumUnknownProposal"
+        )
+    expect_revert(lambda: c.proposal(99).call(), "ConsortiumUnknownProposal")
+
+
+def test_invalid_proposals(chain: Chain) -> None:
+    c = chain.consortium.functions
+    zero = "0x0000000000000000000000000000000000000000"
+    cases = [
+        (2, chain.accounts[4], "Delta"),  # unknown kind
+        (ADMIT, zero, "Zero"),
+        (ADMIT, chain.b, "Beta again"),  # already a member
+        (ADMIT, chain.accounts[4], ""),  # no name
+        (REMOVE, chain.outsider, ""),  # not a member
+    ]
+    for kind, subject, name in cases:
+        expect_revert(
+            lambda k=kind, s=subject, n=name: c.propose(k, s, n).transact({"from": chain.a}),
+            "ConsortiumInvalidProposal",
+        )
+
+
+def test_proposal_expires_after_seven_days(chain: Chain) -> None:
+    c = chain.consortium.functions
+    d, e = chain.accounts[4], chain.accounts[5]
+    first, _ = _propose(chain, ADMIT, d, "Delta", chain.a)
+    second, _ = _propose(chain, ADMIT, e, "Epsilon", chain.a)
+    first_at, second_at = c.proposal(first).call()[3], c.proposal(second).call()[3]
+    assert second_at > first_at
+
+    chain.travel_to(first_at + WEEK - 1)
+    receipt = chain.send(c.vote(first), chain.b)  # mined at createdAt + 7 days: still open
+    assert chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"] == first_at + WEEK
+    assert c.isMember(d).call()
+
+    chain.travel_to(second_at + WEEK + 1)
+    args = expect_revert(
+        lambda: c.vote(second).transact({"from": chain.b}), "ConsortiumProposalExpired"
+    )
+    assert args == (second,)
+    expect_revert(
+        lambda: c.execute(second).transact({"from": chain.b}), "ConsortiumProposalExpired"
+    )
+    assert not c.isMember(e).call()
+
+
+def test_removal_by_majority(chain: Chain) -> None:
+    c = chain.consortium.functions
+    pid, _ = _propose(chain, REMOVE, chain.c, "", chain.a)
+    assert c.isMember(chain.c).call()
+    receipt = chain.send(c.vote(pid), chain.b)
+    removed = chain.consortium.events.MemberRemoved().process_receipt(receipt, errors=DISCARD)
+    assert removed[0]["args"]["member"] == chain.c
+    assert not c.isMember(chain.c).call()
+    assert c.memberCount().call() == 2
+    assert sorted(c.members().call()) == sorted([chain.a, chain.b])
+    assert c.member(chain.c).call()[:2] == ["Gamma Medical Center", False]
+    expect_revert(
+        lambda: c.propose(ADMIT, chain.outsider, "X").transact({"from": chain.c}),
+        "ConsortiumNotMember",
+    )
+    # a removed member loses write access to the registries at once
+    expect_revert(
+        lambda: chain.records.functions.anchorBatch(
+            b"\x01" * 32, [b"\x02" * 32], [chain.a]
+        ).transact({"from": chain.c}),
+        "ConsortiumGatedNotMember",
+    )
+    # and may be re-admitted later
+    _admit(chain, chain.c, "Gamma Reopened", [chain.a, chain.b])
+    assert c.memberName(chain.c).call() == "Gamma Reopened"
+
+
+def test_vote_of_removed_member_no_longer_counts(chain: Chain) -> None:
+    c = chain.consortium.functions
+    d, e = chain.accounts[4], chain.accounts[5]
+    _admit(chain, d, "Delta", [chain.a, chain.b])  # 4 members
+    pid, _ = _propose(chain, ADMIT, e, "Epsilon", d)  # D's vote
+    assert c.proposal(pid).call()[5] == 1
+    rid, _ = _propose(chain, REMOVE, d, "", chain.a)
+    chain.send(c.vote(rid), chain.b)
+    chain.send(c.vote(rid), chain.c)  # 3 of 4
+    assert not c.isMember(d).call() and c.memberCount().call() == 3
+    assert c.proposal(pid).call()[5] == 0
+    assert not c.hasVoted(pid, d).call()
+    chain.send(c.vote(pid), chain.a)  # 1 valid vote of 3: D's old vote would have made 2
+    assert not c.isMember(e).call()
+    chain.send(c.vote(pid), chain.b)
+    assert c.isMember(e).call()
+
+
+def test_readmitted_member_votes_again(chain: Chain) -> None:
+    c = chain.consortium.functions
+    d = chain.accounts[4]
+    _admit(chain, d, "Delta", [chain.a, chain.b])  # 4 members
+    pid, _ = _propose(chain, ADMIT, chain.accounts[5], "Epsilon", d)
+    rid, _ = _propose(chain, REMOVE, d, "", chain.a)
+    chain.send(c.vote(rid), chain.b)
+    chain.send(c.vote(rid), chain.c)
+    _admit(chain, d, "Delta again", [chain.a, chain.b])  # new term: old vote void
+    assert not c.hasVoted(pid, d).call()
+    chain.send(c.vote(pid), d)
+    assert c.hasVoted(pid, d).call()
+    assert c.proposal(pid).call()[5] == 1
+
+
+def test_execute_after_membership_shrinks(chain: Chain) -> None:
+    c = chain.consortium.functions
+    d, e = chain.accounts[4], chain.accounts[5]
+    _admit(chain, d, "Delta", [chain.a, chain.b])  # 4 members
+    pid, _ = _propose(chain, ADMIT, e, "Epsilon", chain.a)
+    chain.send(c.vote(pid), chain.b)  # 2 of 4: no majority
+    assert not c.isMember(e).call()
+    args = expect_revert(lambda: c.execute(pid).transact({"from": chain.a}), "ConsortiumNoMajority")
+    assert args == (pid,)
+    rid, _ = _propose(chain, REMOVE, d, "", chain.c)
+    chain.send(c.vote(rid), chain.a)
+    chain.send(c.vote(rid), chain.b)  # D removed: 3 members, A and B = 2 of 3
+    assert c.proposal(pid).call()[5] == 2
+    receipt = chain.send(c.execute(pid), chain.c)
+    executed = chain.consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+    assert executed[0]["args"]["id"] == pid
+    assert c.isMember(e).call()
+
+
+def test_last_member_cannot_be_removed(chain: Chain) -> None:
+    c = chain.consortium.functions
+    # 3 -> 2 members
+    pid, _ = _propose(chain, REMOVE, chain.c, "", chain.a)
+    chain.send(c.vote(pid), chain.b)
+    # A proposes its own removal (1 of 2: pending), then A and B remove B
+    self_removal, _ = _propose(chain, REMOVE, chain.a, "", chain.a)
+    rid, _ = _propose(chain, REMOVE, chain.b, "", chain.a)
+    chain.send(c.vote(rid), chain.b)
+    assert c.members().call() == [chain.a]
+    # the pending self-removal now has a majority (1 of 1) but would empty the consortium
+    expect_revert(
+        lambda: c.execute(self_removal).transact({"from": chain.a}), "ConsortiumLastMember"
+    )
+    expect_revert(
+        lambda: c.propose(REMOVE, chain.a, "").transact({"from": chain.a}), "ConsortiumLastMember"
+    )
+    assert c.isMember(chain.a).call()
+
+
+def test_single_founder_admits_alone(chain: Chain) -> None:
+    dep = deploy_contracts(chain.w3, [(chain.outsider, "Solo")])
+    solo = chain.contract("Consortium", dep.consortium)
+    c = solo.functions
+    expect_revert(
+        lambda: c.propose(REMOVE, chain.outsider, "").transact({"from": chain.outsider}),
+        "ConsortiumLastMember",
+    )
+    receipt = chain.send(c.propose(ADMIT, chain.accounts[4], "Second"), chain.outsider)
+    admitted = solo.events.MemberAdmitted().process_receipt(receipt, errors=DISCARD)
+    assert admitted[0]["args"]["name"] == "Second"
+    assert c.memberCount().call() == 2
