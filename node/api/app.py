@@ -1,0 +1,43 @@
+"""The FastAPI application. Logging handlers are configured here and in the CLI only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from node.api.errors import install_error_handlers
+from node.api.routers import admin, audit, auth, break_glass, consents, info, records
+from node.wiring import Node
+
+DESCRIPTION = """
+An emr-node: one hospital's node of a permissioned EVM chain that keeps medical records.
+
+**Who may call what.** Hospital systems send an API token (`Authorization: Bearer emr_...`)
+with a role: `hospital` (upload, list, break-glass, clinicians), `auditor` (audit trail,
+verification) or `admin` (everything, tokens). People sign in with their wallet
+(Sign-In with Ethereum, `/auth/challenge` then `/auth/login`) and send the session
+(`Bearer emrs_...`) to read records. Consent endpoints need no token: the patient's EIP-712
+signature is the authority, and the node pays the gas.
+"""
+
+
+def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
+    """An app serving ``node``; the node's workers start and stop with the app."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        node.start()
+        try:
+            yield
+        finally:
+            if stop_on_shutdown:
+                node.stop()
+
+    app = FastAPI(title="emr-node", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.node = node
+    install_error_handlers(app)
+    for module in (info, auth, records, consents, break_glass, audit, admin):
+        app.include_router(module.router)
+    return app

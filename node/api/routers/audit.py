@@ -1,0 +1,144 @@
+"""The audit trail, read from the chain's logs, and record verification against anchors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from node.api.deps import NodeDep, PrincipalDep
+from node.api.schemas.common import _address, _hex32, to_bytes, to_hex
+from node.auth.principal import Role, WalletPrincipal
+from node.exceptions import Forbidden, InvalidRequest
+from node.flows.audit_trail import verify_record
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+class AuditEventOut(BaseModel):
+    event: str
+    contract: str
+    block_number: int
+    timestamp: int
+    tx_hash: str
+    log_index: int
+    args: dict[str, Any]
+    reason: str | None = None  # break-glass reason text, matched by its on-chain hash
+
+
+class VerificationOut(BaseModel):
+    record_id: str
+    verified: bool
+    anchored: bool
+    content_hash: str
+    batch_id: int | None
+    root: str | None
+    root_on_chain: bool
+    proof_valid_on_chain: bool
+    stored_content_intact: bool | None
+    tx_hash: str | None
+    proof: list[str]
+
+
+def _jsonable(value: Any) -> Any:
+    return to_hex(value) if isinstance(value, bytes) else value
+
+
+def _opt(parse: Any, name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise InvalidRequest(f"{name}: {err}") from None
+
+
+@router.get(
+    "/events",
+    response_model=list[AuditEventOut],
+    summary="Audit events by patient, record, actor, time (auditor; a wallet: its own)",
+)
+def events(
+    node: NodeDep,
+    principal: PrincipalDep,
+    patient: Annotated[str | None, Query()] = None,
+    record_id: Annotated[str | None, Query()] = None,
+    actor: Annotated[
+        str | None, Query(description="clinician, grantee or hospital address")
+    ] = None,
+    since: Annotated[int | None, Query(description="unix seconds, inclusive")] = None,
+    until: Annotated[int | None, Query(description="unix seconds, inclusive")] = None,
+) -> list[AuditEventOut]:
+    patient = _opt(_address, "patient", patient)
+    rid = _opt(lambda v: to_bytes(_hex32(v)), "record_id", record_id)
+    actor = _opt(_address, "actor", actor)
+    if isinstance(principal, WalletPrincipal):
+        if patient not in (None, principal.address):
+            raise Forbidden("a wallet may read only its own audit trail")
+        patient = principal.address
+    elif not principal.has(Role.AUDITOR):
+        raise Forbidden("the audit trail needs an auditor token")
+    found = node.chain.audit_events(patient=patient, record_id=rid, actor=actor)
+    out = []
+    for e in found:
+        if (since is not None and e.timestamp < since) or (
+            until is not None and e.timestamp > until
+        ):
+            continue
+        reason = None
+        if e.event == "BreakGlassOpened":
+            reason = node.directory.reason(bytes(e.args["reasonHash"]))
+        out.append(
+            AuditEventOut(
+                event=e.event,
+                contract=e.contract,
+                block_number=e.block_number,
+                timestamp=e.timestamp,
+                tx_hash=to_hex(e.tx_hash),
+                log_index=e.log_index,
+                args={k: _jsonable(v) for k, v in e.args.items()},
+                reason=reason,
+            )
+        )
+    return out
+
+
+@router.get(
+    "/records/{record_id}/verify",
+    response_model=VerificationOut,
+    summary="Verify a record's content hash against its anchored Merkle root (auditor token)",
+)
+def verify(
+    record_id: str,
+    node: NodeDep,
+    principal: PrincipalDep,
+    content_hash: Annotated[
+        str | None, Query(description="hash to check; default the indexed one")
+    ] = None,
+) -> VerificationOut:
+    if isinstance(principal, WalletPrincipal) or not principal.has(Role.AUDITOR):
+        raise Forbidden("verification needs an auditor token")
+    rid = _opt(lambda v: to_bytes(_hex32(v)), "record_id", record_id)
+    claimed = _opt(lambda v: to_bytes(_hex32(v)), "content_hash", content_hash)
+    v = verify_record(
+        rid,
+        index=node.index,
+        chain=node.chain,
+        blobs=node.blobs,
+        keys=node.keys,
+        claimed_content_hash=claimed,
+    )
+    return VerificationOut(
+        record_id=to_hex(v.record_id),
+        verified=v.verified,
+        anchored=v.anchored,
+        content_hash=to_hex(v.content_hash),
+        batch_id=v.batch_id,
+        root=to_hex(v.root) if v.root else None,
+        root_on_chain=v.root_on_chain,
+        proof_valid_on_chain=v.proof_valid_on_chain,
+        stored_content_intact=v.stored_content_intact,
+        tx_hash=to_hex(v.receipt.batch.tx_hash) if v.receipt and v.receipt.batch else None,
+        proof=[to_hex(p) for p in v.receipt.proof] if v.receipt else [],
+    )

@@ -1,0 +1,169 @@
+"""Records: upload (hospital systems), metadata and receipts, and consent-checked reads."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+
+from node.api.deps import HospitalDep, NodeDep, PrincipalDep, WalletDep
+from node.api.schemas.common import _address, _hex32, to_bytes
+from node.api.schemas.records import ReceiptPublic, RecordPublic
+from node.auth.principal import Role, TokenPrincipal, WalletPrincipal
+from node.exceptions import Forbidden, InvalidRequest, PayloadTooLarge
+from node.flows.read_record import read_record
+from node.flows.upload_record import UploadRequest, upload_records
+from node.wiring import Node
+from storage.models import RecordRow
+
+router = APIRouter(prefix="/records", tags=["records"])
+
+_CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;.*)?$")
+
+
+def _record_id(value: str) -> bytes:
+    try:
+        return to_bytes(_hex32(value))
+    except ValueError as err:
+        raise InvalidRequest(f"record id: {err}") from None
+
+
+def _may_see_metadata(principal: PrincipalDep, row: RecordRow) -> None:
+    if isinstance(principal, TokenPrincipal):
+        if principal.has(Role.HOSPITAL, Role.AUDITOR):
+            return
+    elif principal.address == row.patient:
+        return
+    raise Forbidden("record metadata is for hospital systems, auditors and the patient")
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RecordPublic,
+    summary="Upload a record for a patient (hospital API token)",
+)
+def upload(
+    request: Request,
+    node: NodeDep,
+    _caller: HospitalDep,
+    file: Annotated[UploadFile, File(description="the record's content")],
+    patient: Annotated[str, Form(description="the patient's wallet address")],
+    category: Annotated[str, Form(description="e.g. lab, imaging, note")],
+    content_type: Annotated[str | None, Form()] = None,
+    previous_id: Annotated[str | None, Form(description="record this one supersedes")] = None,
+) -> RecordPublic:
+    limit = node.settings.api.max_upload_bytes
+    try:
+        patient_address = _address(patient)
+    except ValueError as err:
+        raise InvalidRequest(f"patient: {err}") from None
+    if not _CATEGORY.match(category):
+        raise InvalidRequest("category: 1-64 of a-z 0-9 _ . - starting with a letter or digit")
+    media_type = content_type or file.content_type or "application/octet-stream"
+    if not _MEDIA_TYPE.match(media_type) or len(media_type) > 255:
+        raise InvalidRequest("content_type must be a media type like text/plain")
+    content = file.file.read(limit + 1)
+    if len(content) > limit:
+        raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+    if not content:
+        raise InvalidRequest("the uploaded file is empty")
+    prev = _record_id(previous_id) if previous_id else None
+    (row,) = upload_records(
+        [UploadRequest(patient_address, category, media_type, content, prev)],
+        hospital=node.hospital,
+        blobs=node.blobs,
+        index=node.index,
+        keys=node.keys,
+    )
+    return RecordPublic.of(row, anchored=False)
+
+
+@router.get(
+    "",
+    response_model=list[RecordPublic],
+    summary="List records (hospital token, or a patient's own)",
+)
+def list_records(
+    node: NodeDep,
+    principal: PrincipalDep,
+    patient: Annotated[str | None, Query()] = None,
+    category: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[RecordPublic]:
+    if patient is not None:
+        try:
+            patient = _address(patient)
+        except ValueError as err:
+            raise InvalidRequest(f"patient: {err}") from None
+    if isinstance(principal, WalletPrincipal):
+        if patient not in (None, principal.address):
+            raise Forbidden("a wallet may list only its own records")
+        patient = principal.address
+    elif not principal.has(Role.HOSPITAL, Role.AUDITOR):
+        raise Forbidden("listing records needs a hospital or auditor token")
+    rows = node.index.list_records(patient=patient, category=category, limit=limit, offset=offset)
+    return [RecordPublic.of(r) for r in rows]
+
+
+@router.get(
+    "/{record_id}",
+    response_model=RecordPublic,
+    summary="Record metadata (hospital, auditor, patient)",
+)
+def get_metadata(record_id: str, node: NodeDep, principal: PrincipalDep) -> RecordPublic:
+    rid = _record_id(record_id)
+    row = node.index.get_record(rid)
+    _may_see_metadata(principal, row)
+    return RecordPublic.of(row, anchored=node.index.get_receipt(rid) is not None)
+
+
+@router.get(
+    "/{record_id}/receipt",
+    response_model=ReceiptPublic,
+    summary="Anchoring receipt: tx hash, root and Merkle proof (hospital, auditor, patient)",
+)
+def receipt(record_id: str, node: NodeDep, principal: PrincipalDep) -> ReceiptPublic:
+    rid = _record_id(record_id)
+    row = node.index.get_record(rid)
+    _may_see_metadata(principal, row)
+    return ReceiptPublic.of(rid, node.index.get_receipt(rid))
+
+
+def _affiliation(node: Node, address: str) -> str | None:
+    return node.hospital if node.directory.clinician(address) is not None else None
+
+
+@router.get(
+    "/{record_id}/content",
+    summary="Read a record (wallet session: the patient, or a grantee with on-chain consent)",
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        403: {"description": "no consent"},
+    },
+)
+def read_content(record_id: str, node: NodeDep, wallet: WalletDep) -> Response:
+    rid = _record_id(record_id)
+    result = read_record(
+        rid,
+        wallet.address,
+        index=node.index,
+        blobs=node.blobs,
+        keys=node.keys,
+        chain=node.chain,
+        access_log=node.access_log,
+        affiliated_hospital=_affiliation(node, wallet.address),
+    )
+    return Response(
+        content=result.content,
+        media_type=result.row.content_type,
+        headers={
+            "X-Record-Id": record_id.lower(),
+            "X-Access-Basis": result.basis.name.lower(),
+            "X-Content-SHA256": result.row.content_hash.hex(),
+        },
+    )

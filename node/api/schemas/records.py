@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from node.api.schemas.common import to_hex
+from storage.models import AnchorReceipt, RecordRow
+
+
+class RecordPublic(BaseModel):
+    record_id: str
+    patient: str
+    category: str
+    content_type: str
+    size: int
+    cid: str
+    content_hash: str
+    creator: str
+    created_at: int
+    previous_id: str | None
+    anchored: bool | None = None
+
+    @classmethod
+    def of(cls, row: RecordRow, anchored: bool | None = None) -> RecordPublic:
+        return cls(
+            record_id=to_hex(row.record_id),
+            patient=row.patient,
+            category=row.category,
+            content_type=row.content_type,
+            size=row.size,
+            cid=row.cid,
+            content_hash=to_hex(row.content_hash),
+            creator=row.creator,
+            created_at=row.created_at,
+            previous_id=to_hex(row.previous_id) if row.previous_id else None,
+            anchored=anchored,
+        )
+
+
+class ReceiptPublic(BaseModel):
+    record_id: str
+    status: str  # "anchored" | "pending"
+    batch_id: int | None = None
+    root: str | None = None
+    tx_hash: str | None = None
+    block_number: int | None = None
+    anchored_at: int | None = None
+    leaf: str | None = None
+    proof: list[str] = []
+
+    @classmethod
+    def of(cls, record_id: bytes, receipt: AnchorReceipt | None) -> ReceiptPublic:
+        if receipt is None or receipt.batch is None:
+            return cls(record_id=to_hex(record_id), status="pending")
+        b = receipt.batch
+        return cls(
+            record_id=to_hex(record_id),
+            status="anchored",
+            batch_id=b.batch_id,
+            root=to_hex(b.root),
+            tx_hash=to_hex(b.tx_hash),
+            block_number=b.block_number,
+            anchored_at=b.anchored_at,
+            leaf=to_hex(receipt.leaf),
+            proof=[to_hex(p) for p in receipt.proof],
+        )

@@ -1,0 +1,61 @@
+"""Sign-In with Ethereum (EIP-4361) messages.
+
+The node issues the whole message and keeps it under its nonce; at login it accepts only
+that exact text, so domain, URI, chain id and expiry are the node's own, not the caller's.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+_NONCE_LINE = re.compile(r"^Nonce: ([A-Za-z0-9]{8,})$", re.MULTILINE)
+STATEMENT = "Sign in to read medical records through this emr-node."
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_message(
+    *,
+    domain: str,
+    address: str,
+    uri: str,
+    chain_id: int,
+    nonce: str,
+    issued_at: int,
+    expires_at: int,
+) -> str:
+    return (
+        f"{domain} wants you to sign in with your Ethereum account:\n"
+        f"{address}\n\n"
+        f"{STATEMENT}\n\n"
+        f"URI: {uri}\n"
+        "Version: 1\n"
+        f"Chain ID: {chain_id}\n"
+        f"Nonce: {nonce}\n"
+        f"Issued At: {_iso(issued_at)}\n"
+        f"Expiration Time: {_iso(expires_at)}"
+    )
+
+
+def nonce_of(message: str) -> str | None:
+    match = _NONCE_LINE.search(message)
+    return match.group(1) if match else None
+
+
+def recover_signer(message: str, signature: bytes) -> str | None:
+    """Address that produced an EIP-191 ``personal_sign`` signature, or None if malformed."""
+    try:
+        return Account.recover_message(encode_defunct(text=message), signature=signature)
+    except Exception:  # any malformed signature is simply "not signed by anyone"
+        return None

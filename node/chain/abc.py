@@ -1,0 +1,124 @@
+"""The chain client interface. Flows type against ``ChainClientAPI``; ``Web3ChainClient``
+implements it over any web3 provider (the embedded py-evm chain or a JSON-RPC node)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from node.chain.deploy import Deployment
+from node.chain.models import (
+    AccessEntry,
+    AnchorResult,
+    AuditEvent,
+    BatchInfo,
+    ConsentGrant,
+    ConsentRevoke,
+    TxResult,
+)
+from node.consent.typed_data import AccessBasis
+
+
+class ChainClientAPI(ABC):
+    """Reads and writes the consortium's contracts as this hospital's node.
+
+    Write methods raise ``ContractReverted`` (with the decoded custom error) when the
+    contract refuses, having changed nothing, and ``ChainUnavailable`` when the node
+    cannot be reached.
+    """
+
+    @property
+    @abstractmethod
+    def chain_id(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def hospital(self) -> str:
+        """This node's (the hospital's) checksummed address: the sender of its txs."""
+
+    @property
+    @abstractmethod
+    def deployment(self) -> Deployment: ...
+
+    # -- records ---------------------------------------------------------------
+    @abstractmethod
+    def anchor_batch(
+        self, root: bytes, record_ids: Sequence[bytes], patients: Sequence[str]
+    ) -> AnchorResult:
+        """Anchor a Merkle root of ``record_ids`` in one transaction."""
+
+    @abstractmethod
+    def batch(self, batch_id: int) -> BatchInfo | None:
+        """The anchored batch, or None if no such batch exists."""
+
+    @abstractmethod
+    def verify_record(
+        self,
+        batch_id: int,
+        record_id: bytes,
+        patient: str,
+        content_hash: bytes,
+        previous_id: bytes | None,
+        proof: Sequence[bytes],
+    ) -> bool:
+        """Whether the contract accepts the leaf's inclusion in the batch's root."""
+
+    # -- consent ---------------------------------------------------------------
+    @abstractmethod
+    def consent_domain(self) -> dict[str, Any]:
+        """The ConsentRegistry's EIP-712 domain as read from ``eip712Domain()``."""
+
+    @abstractmethod
+    def consent_nonce(self, patient: str) -> int: ...
+
+    @abstractmethod
+    def grant_with_sig(self, grant: ConsentGrant, signature: bytes) -> TxResult: ...
+
+    @abstractmethod
+    def revoke_with_sig(self, revoke: ConsentRevoke, signature: bytes) -> TxResult: ...
+
+    @abstractmethod
+    def open_break_glass(
+        self,
+        patient: str,
+        clinician: str,
+        record_id: bytes | None,
+        duration: int,
+        reason_hash: bytes,
+    ) -> TxResult: ...
+
+    @abstractmethod
+    def access_basis(
+        self, patient: str, grantee: str, record_id: bytes, category_hash: bytes
+    ) -> AccessBasis:
+        """The first basis on which ``grantee`` may read the record now (NONE if none)."""
+
+    # -- audit -----------------------------------------------------------------
+    @abstractmethod
+    def record_accesses(self, entries: Sequence[AccessEntry]) -> TxResult:
+        """Write granted and denied reads to the AccessLog in one transaction."""
+
+    @abstractmethod
+    def audit_events(
+        self,
+        *,
+        patient: str | None = None,
+        record_id: bytes | None = None,
+        actor: str | None = None,
+        from_block: int = 0,
+        to_block: int | None = None,
+    ) -> list[AuditEvent]:
+        """Anchors, grants, revocations, break-glass and accesses matching every filter,
+        in chain order."""
+
+    # -- consortium ------------------------------------------------------------
+    @abstractmethod
+    def is_member(self, address: str) -> bool: ...
+
+    @abstractmethod
+    def members(self) -> list[tuple[str, str]]:
+        """(address, name) of every active member hospital."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the provider."""

@@ -1,0 +1,309 @@
+"""``ChainClientAPI`` over web3: works with the embedded py-evm chain and any JSON-RPC node.
+
+All sends go through one lock with a locally tracked nonce: the node is the only sender
+of its account, and serialising avoids nonce races between the anchorer, the access-log
+flusher and API requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from eth_account.signers.base import BaseAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+from web3._utils.events import get_event_data
+from web3.contract.contract import ContractFunction
+from web3.exceptions import Web3Exception
+from web3.logs import DISCARD
+
+from node.chain.abc import ChainClientAPI
+from node.chain.artifacts import load_artifact
+from node.chain.deploy import Deployment
+from node.chain.exceptions import ChainError, ChainUnavailable, ContractReverted
+from node.chain.models import (
+    AccessEntry,
+    AnchorResult,
+    AuditEvent,
+    BatchInfo,
+    ConsentGrant,
+    ConsentRevoke,
+    TxResult,
+)
+from node.chain.reverts import as_reverted
+from node.consent.typed_data import AccessBasis
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ZERO32 = b"\x00" * 32
+# Events whose topics are (patient, record-or-scope, actor): filterable by each.
+_AUDIT_EVENTS = {
+    "RecordRegistry": ("RecordAnchored",),
+    "ConsentRegistry": ("ConsentGranted", "ConsentRevoked", "BreakGlassOpened"),
+    "AccessLog": ("AccessRecorded",),
+}
+
+
+class Web3ChainClient(ChainClientAPI):
+    def __init__(self, w3: Web3, deployment: Deployment, account: BaseAccount) -> None:
+        self._w3 = w3
+        self._deployment = deployment
+        self._account = account
+        self._lock = threading.RLock()
+        self._nonce: int | None = None
+        self._timestamps: dict[int, int] = {}
+        self._c = {
+            name: w3.eth.contract(address=getattr(deployment, attr), abi=load_artifact(name).abi)
+            for name, attr in (
+                ("Consortium", "consortium"),
+                ("RecordRegistry", "record_registry"),
+                ("ConsentRegistry", "consent_registry"),
+                ("AccessLog", "access_log"),
+            )
+        }
+        self._events: dict[bytes, tuple[str, dict[str, Any]]] = {}
+        for name, contract in self._c.items():
+            for item in contract.abi:
+                if item.get("type") == "event":
+                    types = ",".join(i["type"] for i in item["inputs"])
+                    self._events[keccak(text=f"{item['name']}({types})")] = (name, item)
+
+    # -- plumbing ----------------------------------------------------------------
+    @property
+    def chain_id(self) -> int:
+        return self._deployment.chain_id
+
+    @property
+    def hospital(self) -> str:
+        return self._account.address
+
+    @property
+    def deployment(self) -> Deployment:
+        return self._deployment
+
+    def _read(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            try:
+                return fn()
+            except (ConnectionError, OSError) as err:
+                raise ChainUnavailable("the chain node cannot be reached") from err
+            except Exception as err:
+                reverted = as_reverted(err)
+                if reverted is not None:
+                    raise reverted from err
+                raise
+
+    def _send(self, fn: ContractFunction) -> tuple[bytes, dict[str, Any]]:
+        """Simulate (estimate gas: reverts surface here, before anything is sent), sign with
+        the node's key and send; return (tx hash, receipt)."""
+        with self._lock:
+            sender = self._account.address
+            try:
+                gas = fn.estimate_gas({"from": sender})
+                if self._nonce is None:
+                    self._nonce = self._w3.eth.get_transaction_count(sender, "pending")
+                tx = fn.build_transaction(
+                    {"from": sender, "nonce": self._nonce, "gas": gas + gas // 5 + 10_000}
+                )
+                signed = self._account.sign_transaction(tx)
+                tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
+                self._nonce += 1
+                receipt = self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+            except (ConnectionError, OSError) as err:
+                self._nonce = None
+                raise ChainUnavailable("the chain node cannot be reached") from err
+            except Exception as err:
+                reverted = as_reverted(err)
+                if reverted is not None:  # refused in simulation: nothing was sent
+                    raise reverted from err
+                self._nonce = None
+                if isinstance(err, Web3Exception):
+                    raise ChainError(f"transaction failed: {type(err).__name__}") from err
+                raise
+            if receipt["status"] != 1:
+                raise ContractReverted("Reverted", ())
+            return bytes(tx_hash), dict(receipt)
+
+    def _block_timestamp(self, block_number: int) -> int:
+        ts = self._timestamps.get(block_number)
+        if ts is None:
+            ts = int(self._w3.eth.get_block(block_number)["timestamp"])
+            self._timestamps[block_number] = ts
+        return ts
+
+    # -- records -----------------------------------------------------------------
+    def anchor_batch(
+        self, root: bytes, record_ids: Sequence[bytes], patients: Sequence[str]
+    ) -> AnchorResult:
+        fn = self._c["RecordRegistry"].functions.anchorBatch(
+            root, list(record_ids), [to_checksum_address(p) for p in patients]
+        )
+        tx_hash, receipt = self._send(fn)
+        events = (
+            self._c["RecordRegistry"]
+            .events.BatchAnchored()
+            .process_receipt(receipt, errors=DISCARD)
+        )
+        batch_id = int(events[0]["args"]["batchId"])
+        block = int(receipt["blockNumber"])
+        return AnchorResult(batch_id, tx_hash, block, self._block_timestamp(block))
+
+    def batch(self, batch_id: int) -> BatchInfo | None:
+        root, hospital, timestamp, count = self._read(
+            lambda: self._c["RecordRegistry"].functions.batch(batch_id).call()
+        )
+        if root == ZERO32:
+            return None
+        return BatchInfo(bytes(root), hospital, int(timestamp), int(count))
+
+    def verify_record(
+        self,
+        batch_id: int,
+        record_id: bytes,
+        patient: str,
+        content_hash: bytes,
+        previous_id: bytes | None,
+        proof: Sequence[bytes],
+    ) -> bool:
+        fn = self._c["RecordRegistry"].functions.verifyRecord(
+            batch_id, record_id, patient, content_hash, previous_id or ZERO32, list(proof)
+        )
+        return bool(self._read(fn.call))
+
+    # -- consent -----------------------------------------------------------------
+    def consent_domain(self) -> dict[str, Any]:
+        _fields, name, version, chain_id, contract, _salt, _ext = self._read(
+            self._c["ConsentRegistry"].functions.eip712Domain().call
+        )
+        return {
+            "name": name,
+            "version": version,
+            "chainId": chain_id,
+            "verifyingContract": contract,
+        }
+
+    def consent_nonce(self, patient: str) -> int:
+        return int(self._read(self._c["ConsentRegistry"].functions.nonces(patient).call))
+
+    def grant_with_sig(self, grant: ConsentGrant, signature: bytes) -> TxResult:
+        m = grant.message()
+        fn = self._c["ConsentRegistry"].functions.grantWithSig(
+            (
+                m["patient"],
+                m["grantee"],
+                m["scopeKind"],
+                m["scope"],
+                m["expiresAt"],
+                m["nonce"],
+                m["deadline"],
+            ),
+            signature,
+        )
+        tx_hash, receipt = self._send(fn)
+        return TxResult(tx_hash, int(receipt["blockNumber"]))
+
+    def revoke_with_sig(self, revoke: ConsentRevoke, signature: bytes) -> TxResult:
+        m = revoke.message()
+        fn = self._c["ConsentRegistry"].functions.revokeWithSig(
+            (m["patient"], m["grantee"], m["scopeKind"], m["scope"], m["nonce"], m["deadline"]),
+            signature,
+        )
+        tx_hash, receipt = self._send(fn)
+        return TxResult(tx_hash, int(receipt["blockNumber"]))
+
+    def open_break_glass(
+        self,
+        patient: str,
+        clinician: str,
+        record_id: bytes | None,
+        duration: int,
+        reason_hash: bytes,
+    ) -> TxResult:
+        fn = self._c["ConsentRegistry"].functions.openBreakGlass(
+            patient, clinician, record_id or ZERO32, duration, reason_hash
+        )
+        tx_hash, receipt = self._send(fn)
+        return TxResult(tx_hash, int(receipt["blockNumber"]))
+
+    def access_basis(
+        self, patient: str, grantee: str, record_id: bytes, category_hash: bytes
+    ) -> AccessBasis:
+        fn = self._c["ConsentRegistry"].functions.accessBasis(
+            patient, grantee, record_id, category_hash
+        )
+        return AccessBasis(int(self._read(fn.call)))
+
+    # -- audit -------------------------------------------------------------------
+    def record_accesses(self, entries: Sequence[AccessEntry]) -> TxResult:
+        fn = self._c["AccessLog"].functions.recordAccesses(
+            [(e.patient, e.record_id, e.actor, e.granted, int(e.basis)) for e in entries]
+        )
+        tx_hash, receipt = self._send(fn)
+        return TxResult(tx_hash, int(receipt["blockNumber"]))
+
+    def audit_events(
+        self,
+        *,
+        patient: str | None = None,
+        record_id: bytes | None = None,
+        actor: str | None = None,
+        from_block: int = 0,
+        to_block: int | None = None,
+    ) -> list[AuditEvent]:
+        def topic_addr(a: str | None) -> str | None:
+            return None if a is None else "0x" + "00" * 12 + to_checksum_address(a)[2:].lower()
+
+        names = [n for group in _AUDIT_EVENTS.values() for n in group]
+        if patient is None and record_id is None:
+            names.append("BatchAnchored")  # topics (batchId, root, hospital): actor still applies
+        sigs = ["0x" + t.hex() for t, (_c, abi) in self._events.items() if abi["name"] in names]
+        topics: list[Any] = [
+            sigs,
+            topic_addr(patient),
+            None if record_id is None else "0x" + record_id.hex(),
+            topic_addr(actor),
+        ]
+        while topics and topics[-1] is None:
+            topics.pop()
+        params: dict[str, Any] = {
+            "fromBlock": from_block,
+            "toBlock": "latest" if to_block is None else to_block,
+            "address": [
+                self._deployment.record_registry,
+                self._deployment.consent_registry,
+                self._deployment.access_log,
+            ],
+            "topics": topics,
+        }
+        logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+        events: list[AuditEvent] = []
+        for entry in logs:
+            contract, abi = self._events[bytes(entry["topics"][0])]
+            data = get_event_data(self._w3.codec, abi, entry)  # type: ignore[arg-type]
+            block = int(entry["blockNumber"])
+            events.append(
+                AuditEvent(
+                    event=abi["name"],
+                    contract=contract,
+                    block_number=block,
+                    timestamp=self._read(lambda b=block: self._block_timestamp(b)),
+                    tx_hash=bytes(entry["transactionHash"]),
+                    log_index=int(entry["logIndex"]),
+                    args=dict(data["args"]),
+                )
+            )
+        events.sort(key=lambda e: (e.block_number, e.log_index))
+        return events
+
+    # -- consortium ----------------------------------------------------------------
+    def is_member(self, address: str) -> bool:
+        return bool(self._read(self._c["Consortium"].functions.isMember(address).call))
+
+    def members(self) -> list[tuple[str, str]]:
+        consortium = self._c["Consortium"].functions
+        addresses = self._read(consortium.members().call)
+        return [(a, self._read(consortium.memberName(a).call)) for a in addresses]

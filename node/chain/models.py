@@ -1,0 +1,94 @@
+"""Values exchanged with the chain client. Ids and hashes are raw 32-byte ``bytes``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.consent.typed_data import AccessBasis, ScopeKind
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    tx_hash: bytes
+    block_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorResult:
+    batch_id: int
+    tx_hash: bytes
+    block_number: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    root: bytes
+    hospital: str
+    timestamp: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentGrant:
+    patient: str
+    grantee: str
+    scope_kind: ScopeKind
+    scope: bytes
+    expires_at: int
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": self.patient,
+            "grantee": self.grantee,
+            "scopeKind": int(self.scope_kind),
+            "scope": self.scope,
+            "expiresAt": self.expires_at,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRevoke:
+    patient: str
+    grantee: str
+    scope_kind: ScopeKind
+    scope: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": self.patient,
+            "grantee": self.grantee,
+            "scopeKind": int(self.scope_kind),
+            "scope": self.scope,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    patient: str
+    record_id: bytes
+    actor: str
+    granted: bool
+    basis: AccessBasis
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One decoded audit event with where it sits on the chain."""
+
+    event: str  # e.g. "ConsentGranted"
+    contract: str  # "ConsentRegistry", ...
+    block_number: int
+    timestamp: int
+    tx_hash: bytes
+    log_index: int
+    args: dict[str, Any] = field(default_factory=dict)

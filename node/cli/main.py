@@ -1,0 +1,329 @@
+"""The ``emr-node`` command. Thin: it parses arguments and calls the node or its API."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from node.settings import Settings
+
+app = typer.Typer(help="emr-node: a hospital's node of an EMR blockchain.", no_args_is_help=True)
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="default: $EMR_DATA_DIR or ~/.emr-node")
+]
+Url = Annotated[str, typer.Option("--url", envvar="EMR_URL", help="the node's API URL")]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    return settings
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _build(settings: Settings):  # type: ignore[no-untyped-def]
+    from hsm.exceptions import HSMError
+    from node.chain.exceptions import ChainError
+    from node.wiring import build_embedded_node
+
+    try:
+        return build_embedded_node(settings)
+    except (HSMError, ChainError, OSError) as err:
+        _fail(f"cannot start the node: {err}")
+
+
+@app.command()
+def run(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="default 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default 8700")] = None,
+) -> None:
+    """Start the node (embedded default: no external services) and serve the HTTP API."""
+    import uvicorn
+
+    from node.api.app import create_app
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = _settings(data_dir)
+    api = settings.api.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    settings = settings.model_copy(update={"api": api})
+    node = _build(settings)
+    for note in node.notes:
+        typer.echo(f"note: {note}")
+    url = f"http://{api.host}:{api.port}"
+    typer.echo(f"emr-node {node.hospital} data in {settings.resolved_data_dir}")
+    typer.echo(f"emr-node API: {url}  (OpenAPI docs: {url}/docs)")
+    typer.echo(f"admin token: {settings.resolved_data_dir / 'admin-token'}", err=False)
+    uvicorn.run(create_app(node), host=api.host, port=api.port, log_level="warning")
+
+
+@app.command()
+def init(data_dir: DataDir = None) -> None:
+    """Create the data directory, key store and embedded chain, then exit."""
+    settings = _settings(data_dir)
+    node = _build(settings)
+    for note in node.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"hospital address {node.hospital}; contracts {node.chain.deployment.to_json()}")
+    node.stop()
+
+
+@app.command()
+def token(
+    role: Annotated[str, typer.Argument(help="hospital, auditor or admin")],
+    name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    url: Url = "http://127.0.0.1:8700",
+    admin_token: Annotated[str | None, typer.Option(envvar="EMR_ADMIN_TOKEN")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API token through a running node (prints it once)."""
+    from node.client import ApiError, EmrClient
+
+    admin = admin_token or _read_admin_token(data_dir)
+    try:
+        with EmrClient(url, admin) as client:
+            typer.echo(client.create_token(name, role))
+    except ApiError as err:
+        _fail(str(err))
+
+
+def _read_admin_token(data_dir: Path | None) -> str:
+    path = _settings(data_dir).resolved_data_dir / "admin-token"
+    if not path.exists():
+        _fail(f"no admin token at {path}: pass --admin-token or set EMR_ADMIN_TOKEN")
+    return path.read_text().strip()
+
+
+@app.command()
+def demo(
+    url: Url = "http://127.0.0.1:8700",
+    admin_token: Annotated[str | None, typer.Option(envvar="EMR_ADMIN_TOKEN")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Drive the five flows (upload, consent, read, audit, integrity) against a running node."""
+    import httpx
+
+    from node.client import ApiError
+    from node.demo import run_demo
+
+    try:
+        run_demo(url, admin_token or _read_admin_token(data_dir))
+    except (ApiError, httpx.HTTPError, TimeoutError) as err:
+        _fail(f"demo failed: {err}")
+
+
+@app.command()
+def upload(
+    patient: Annotated[str, typer.Argument(help="the patient's wallet address")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    category: Annotated[str, typer.Option()] = "note",
+    content_type: Annotated[str, typer.Option()] = "application/octet-stream",
+    url: Url = "http://127.0.0.1:8700",
+    token: Annotated[
+        str | None, typer.Option(envvar="EMR_TOKEN", help="hospital API token")
+    ] = None,
+) -> None:
+    """Upload a record for a patient (needs a hospital token)."""
+    import json
+
+    from node.client import ApiError, EmrClient
+
+    try:
+        with EmrClient(url, token) as client:
+            typer.echo(
+                json.dumps(
+                    client.upload(
+                        patient, file.read_bytes(), category=category, content_type=content_type
+                    ),
+                    indent=2,
+                )
+            )
+    except ApiError as err:
+        _fail(str(err))
+
+
+@app.command()
+def receipt(
+    record_id: str,
+    url: Url = "http://127.0.0.1:8700",
+    token: Annotated[str | None, typer.Option(envvar="EMR_TOKEN")] = None,
+) -> None:
+    """Show a record's anchoring receipt (tx hash, root, Merkle proof)."""
+    import json
+
+    from node.client import ApiError, EmrClient
+
+    try:
+        with EmrClient(url, token) as client:
+            typer.echo(json.dumps(client.receipt(record_id), indent=2))
+    except ApiError as err:
+        _fail(str(err))
+
+
+@app.command()
+def audit(
+    patient: Annotated[str | None, typer.Option()] = None,
+    record_id: Annotated[str | None, typer.Option("--record")] = None,
+    actor: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[int | None, typer.Option(help="unix seconds")] = None,
+    until: Annotated[int | None, typer.Option(help="unix seconds")] = None,
+    verify: Annotated[str | None, typer.Option(help="verify this record id instead")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    token: Annotated[str | None, typer.Option(envvar="EMR_TOKEN", help="auditor API token")] = None,
+) -> None:
+    """List audit events from the chain, or verify a record against its anchor."""
+    import json
+
+    from node.client import ApiError, EmrClient
+
+    try:
+        with EmrClient(url, token) as client:
+            if verify:
+                result = client.verify(verify)
+            else:
+                result = client.audit_events(
+                    patient=patient, record_id=record_id, actor=actor, since=since, until=until
+                )
+            typer.echo(json.dumps(result, indent=2))
+    except ApiError as err:
+        _fail(str(err))
+
+
+consent_app = typer.Typer(
+    help="Patient consent, signed with a wallet key (EIP-712).", no_args_is_help=True
+)
+app.add_typer(consent_app, name="consent")
+KeyEnv = Annotated[
+    str,
+    typer.Option(
+        "--key-env", help="name of the environment variable holding the wallet's private key"
+    ),
+]
+
+
+def _wallet(key_env: str):  # type: ignore[no-untyped-def]
+    from eth_account import Account
+
+    key = os.environ.get(key_env)
+    if not key:
+        _fail(f"set {key_env} to the wallet's private key (keys are never taken from arguments)")
+    try:
+        return Account.from_key(key)
+    except (ValueError, TypeError):
+        _fail(f"{key_env} does not hold a valid private key")
+
+
+def _scope(record: str | None, category: str | None):  # type: ignore[no-untyped-def]
+    from node.client import Scope
+
+    if record and category:
+        _fail("give --record or --category, not both (neither: all records)")
+    if record:
+        return Scope.record(record)
+    return Scope.category(category) if category else Scope.all()
+
+
+def _consent(
+    kind: str,
+    grantee: str,
+    record: str | None,
+    category: str | None,
+    days: float,
+    url: str,
+    key_env: str,
+) -> None:
+    import json
+
+    from node.client import ApiError, EmrClient
+
+    patient = _wallet(key_env)
+    try:
+        with EmrClient(url) as client:
+            if kind == "grant":
+                result = client.grant(
+                    patient, grantee, _scope(record, category), expires_in=int(days * 86400)
+                )
+            else:
+                result = client.revoke(patient, grantee, _scope(record, category))
+            typer.echo(json.dumps(result, indent=2))
+    except ApiError as err:
+        _fail(str(err))
+
+
+@consent_app.command("grant")
+def consent_grant(
+    grantee: Annotated[str, typer.Argument(help="clinician or hospital address")],
+    record: Annotated[str | None, typer.Option(help="one record id")] = None,
+    category: Annotated[str | None, typer.Option(help="a category, e.g. lab")] = None,
+    days: Annotated[float, typer.Option(help="how long the consent lasts")] = 30.0,
+    url: Url = "http://127.0.0.1:8700",
+    key_env: KeyEnv = "EMR_WALLET_KEY",
+) -> None:
+    """Grant access (to one record, a category, or all records) and have the node relay it."""
+    _consent("grant", grantee, record, category, days, url, key_env)
+
+
+@consent_app.command("revoke")
+def consent_revoke(
+    grantee: Annotated[str, typer.Argument(help="clinician or hospital address")],
+    record: Annotated[str | None, typer.Option(help="one record id")] = None,
+    category: Annotated[str | None, typer.Option(help="a category, e.g. lab")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    key_env: KeyEnv = "EMR_WALLET_KEY",
+) -> None:
+    """Revoke a consent; it takes effect in the next block."""
+    _consent("revoke", grantee, record, category, 0, url, key_env)
+
+
+@app.command()
+def read(
+    record_id: str,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the content here (default: stdout)")
+    ] = None,
+    url: Url = "http://127.0.0.1:8700",
+    key_env: KeyEnv = "EMR_WALLET_KEY",
+) -> None:
+    """Sign in with a wallet (SIWE) and read a record the wallet may see."""
+    from node.client import ApiError, EmrClient
+
+    wallet = _wallet(key_env)
+    try:
+        with EmrClient(url) as client:
+            response = client.read(record_id, client.login(wallet))
+    except ApiError as err:
+        _fail(str(err))
+    if out is None:
+        sys.stdout.buffer.write(response.content)
+    else:
+        out.write_bytes(response.content)
+        typer.echo(
+            f"wrote {len(response.content)} bytes to {out}"
+            f" (basis: {response.headers['x-access-basis']})"
+        )
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""A Python client of the node's HTTP API, used by the CLI, ``emr-node demo`` and tests.
+
+It also signs for people: a patient's EIP-712 consent and a wallet's SIWE sign-in, with
+eth-account keys held by the caller (a browser wallet does the same with
+``eth_signTypedData_v4`` and ``personal_sign``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from node.consent.typed_data import ScopeKind, category_hash, full_message
+
+
+class ApiError(Exception):
+    """The node answered with an error status."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: ScopeKind
+    value: bytes
+
+    @classmethod
+    def record(cls, record_id: str) -> Scope:
+        return cls(ScopeKind.RECORD, bytes.fromhex(record_id.removeprefix("0x")))
+
+    @classmethod
+    def category(cls, name: str) -> Scope:
+        return cls(ScopeKind.CATEGORY, category_hash(name))
+
+    @classmethod
+    def all(cls) -> Scope:
+        return cls(ScopeKind.ALL, b"\x00" * 32)
+
+
+class EmrClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EmrClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------
+    def _call(
+        self, method: str, path: str, *, token: str | None = None, **kw: Any
+    ) -> httpx.Response:
+        bearer = token or self.token
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        response = self._http.request(method, path, headers=headers, **kw)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                code, detail = body.get("error", "error"), body.get("detail", response.text)
+            except ValueError:
+                code, detail = "error", response.text
+            raise ApiError(response.status_code, str(code), str(detail))
+        return response
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        return self._call(method, path, **kw).json()
+
+    # -- node ------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return self._json("GET", "/info")
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/health")
+
+    def create_token(self, name: str, role: str) -> str:
+        return self._json("POST", "/admin/tokens", json={"name": name, "role": role})["token"]
+
+    def add_clinician(self, address: str, role: str) -> dict[str, Any]:
+        return self._json("POST", "/clinicians", json={"address": address, "role": role})
+
+    # -- records ---------------------------------------------------------------
+    def upload(
+        self,
+        patient: str,
+        content: bytes,
+        *,
+        category: str,
+        content_type: str = "application/octet-stream",
+        previous_id: str | None = None,
+    ) -> dict[str, Any]:
+        data = {"patient": patient, "category": category, "content_type": content_type}
+        if previous_id:
+            data["previous_id"] = previous_id
+        files = {"file": ("record", content, content_type)}
+        return self._json("POST", "/records", data=data, files=files)
+
+    def record(self, record_id: str, *, token: str | None = None) -> dict[str, Any]:
+        return self._json("GET", f"/records/{record_id}", token=token)
+
+    def receipt(self, record_id: str, *, token: str | None = None) -> dict[str, Any]:
+        return self._json("GET", f"/records/{record_id}/receipt", token=token)
+
+    def wait_anchored(self, record_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = self.receipt(record_id)
+            if receipt["status"] == "anchored":
+                return receipt
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"record {record_id} not anchored after {timeout} s")
+            time.sleep(0.2)
+
+    def read(self, record_id: str, session: str) -> httpx.Response:
+        return self._call("GET", f"/records/{record_id}/content", token=session)
+
+    # -- wallet sign-in --------------------------------------------------------
+    def login(self, account: LocalAccount) -> str:
+        """Sign-In with Ethereum; return the session token."""
+        challenge = self._json("POST", "/auth/challenge", json={"address": account.address})
+        signed = account.sign_message(encode_defunct(text=challenge["message"]))
+        body = {"message": challenge["message"], "signature": "0x" + signed.signature.hex()}
+        return self._json("POST", "/auth/login", json=body)["token"]
+
+    # -- consent ---------------------------------------------------------------
+    def typed_data(self) -> dict[str, Any]:
+        return self._json("GET", "/consents/typed-data")
+
+    def nonce(self, patient: str) -> int:
+        return int(self._json("GET", f"/consents/nonce/{patient}")["nonce"])
+
+    def sign_consent(
+        self,
+        patient: LocalAccount,
+        primary_type: str,
+        grantee: str,
+        scope: Scope,
+        *,
+        expires_in: int = 30 * 24 * 3600,
+        deadline_in: int = 3600,
+        nonce: int | None = None,
+        domain: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Build and sign a Grant or Revoke; return the request body for the node."""
+        dom = domain or self.typed_data()["domain"]
+        now = int(time.time())
+        message: dict[str, Any] = {
+            "patient": patient.address,
+            "grantee": grantee,
+            "scopeKind": int(scope.kind),
+            "scope": "0x" + scope.value.hex(),
+            "nonce": self.nonce(patient.address) if nonce is None else nonce,
+            "deadline": now + deadline_in,
+        }
+        if primary_type == "Grant":
+            message["expiresAt"] = now + expires_in
+        to_sign = dict(message, scope=scope.value)
+        signed = Account.sign_typed_data(
+            patient.key, full_message=full_message(primary_type, to_sign, dom)
+        )
+        return {"message": message, "signature": "0x" + signed.signature.hex(), "domain": dom}
+
+    def grant(self, patient: LocalAccount, grantee: str, scope: Scope, **kw: Any) -> dict[str, Any]:
+        return self._json(
+            "POST",
+            "/consents/grant",
+            json=self.sign_consent(patient, "Grant", grantee, scope, **kw),
+        )
+
+    def revoke(
+        self, patient: LocalAccount, grantee: str, scope: Scope, **kw: Any
+    ) -> dict[str, Any]:
+        return self._json(
+            "POST",
+            "/consents/revoke",
+            json=self.sign_consent(patient, "Revoke", grantee, scope, **kw),
+        )
+
+    def break_glass(
+        self,
+        patient: str,
+        clinician: str,
+        reason: str,
+        *,
+        duration: int = 3600,
+        record_id: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "patient": patient,
+            "clinician": clinician,
+            "record_id": record_id,
+            "duration_seconds": duration,
+            "reason": reason,
+        }
+        return self._json("POST", "/break-glass", json=body)
+
+    # -- audit -----------------------------------------------------------------
+    def audit_events(self, *, token: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._json("GET", "/audit/events", params=params, token=token)
+
+    def verify(self, record_id: str, content_hash: str | None = None) -> dict[str, Any]:
+        params = {"content_hash": content_hash} if content_hash else {}
+        return self._json("GET", f"/audit/records/{record_id}/verify", params=params)

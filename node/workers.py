@@ -1,0 +1,68 @@
+"""Background batchers: the anchorer and the access-log flusher.
+
+Each wakes when its interval passes or when enough work is queued, and keeps flushing
+while full batches remain, so on-chain work is always one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class BatchWorker:
+    def __init__(
+        self, name: str, flush: Callable[[], int], *, interval: float, batch_size: int
+    ) -> None:
+        """``flush`` does one batch and returns how many items it handled."""
+        self.name = name
+        self._flush_once = flush
+        # One flush at a time: a concurrent flush would send the same queued items twice.
+        self._flush_lock = threading.Lock()
+        self._interval = interval
+        self._batch_size = batch_size
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    def _flush(self) -> int:
+        with self._flush_lock:
+            return self._flush_once()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def flush_now(self) -> int:
+        """Run flushes until the queue is empty (used at shutdown and by tests)."""
+        total = 0
+        while (n := self._flush()) > 0:
+            total += n
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                while self._flush() >= self._batch_size and not self._stop.is_set():
+                    pass
+                self.last_error = None
+            except Exception as err:  # keep the worker alive; the queue is durable
+                self.last_error = f"{type(err).__name__}: {err}"
+                log.exception("%s flush failed; will retry", self.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

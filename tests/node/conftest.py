@@ -1,0 +1,98 @@
+"""A real node on the embedded default, served over real HTTP on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from node.api.app import create_app
+from node.client import EmrClient
+from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings
+from node.wiring import Node, build_embedded_node
+
+
+def make_settings(data_dir: Path, **api: object) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        hospital_name="Test General",
+        hsm=HSMSettings(passphrase="test passphrase", scrypt_n=2**10),
+        chain=ChainSettings(anchor_interval=0.2, access_log_interval=0.2, anchor_batch_size=50),
+        api=ApiSettings(max_upload_bytes=64 * 1024, **api),  # type: ignore[arg-type]
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningNode:
+    node: Node
+    url: str
+    admin_token: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, token: str | None = None) -> EmrClient:
+        return EmrClient(self.url, token)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def start_node(data_dir: Path) -> RunningNode:
+    node = build_embedded_node(make_settings(data_dir))
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(node), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test node did not start")
+        time.sleep(0.05)
+    token = (data_dir / "admin-token").read_text().strip()
+    return RunningNode(node, f"http://127.0.0.1:{port}", token, server, thread)
+
+
+@pytest.fixture
+def running_node(tmp_path: Path) -> Iterator[RunningNode]:
+    rn = start_node(tmp_path / "node")
+    yield rn
+    rn.stop()
+
+
+@pytest.fixture
+def hospital(running_node: RunningNode) -> Iterator[EmrClient]:
+    with running_node.client(running_node.admin_token) as admin:
+        token = admin.create_token("ehr", "hospital")
+    with running_node.client(token) as c:
+        yield c
+
+
+@pytest.fixture
+def auditor(running_node: RunningNode) -> Iterator[EmrClient]:
+    with running_node.client(running_node.admin_token) as admin:
+        token = admin.create_token("audit", "auditor")
+    with running_node.client(token) as c:
+        yield c
+
+
+@pytest.fixture
+def public(running_node: RunningNode) -> Iterator[EmrClient]:
+    with running_node.client() as c:
+        yield c
