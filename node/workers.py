@@ -25,13 +25,21 @@ class BatchWorker:
         self._interval = interval
         self._batch_size = batch_size
         self._wake = threading.Event()
+        self._queued = 0  # items queued since the last flush began (a hint, not a count)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
     def _flush(self) -> int:
         with self._flush_lock:
+            self._queued = 0
             return self._flush_once()
+
+    def queued(self, n: int) -> None:
+        """Note ``n`` new items; a full batch wakes the worker before its interval ends."""
+        self._queued += n
+        if self._queued >= self._batch_size:
+            self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)

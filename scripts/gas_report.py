@@ -29,27 +29,11 @@ from web3.contract import Contract  # noqa: E402
 
 from node.chain.artifacts import load_artifact  # noqa: E402
 from node.chain.deploy import deploy_contracts  # noqa: E402
+from node.consent.typed_data import full_message  # noqa: E402
 
 COMMAND = ".venv/bin/python scripts/gas_report.py"
 START_TIME = 4_000_000_000  # pinned chain clock (reproducible calldata)
 ZERO32 = b"\x00" * 32
-
-EIP712_DOMAIN = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-GRANT = [
-    {"name": "patient", "type": "address"},
-    {"name": "grantee", "type": "address"},
-    {"name": "scopeKind", "type": "uint8"},
-    {"name": "scope", "type": "bytes32"},
-    {"name": "expiresAt", "type": "uint64"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "deadline", "type": "uint256"},
-]
-REVOKE = [t for t in GRANT if t["name"] != "expiresAt"]
 
 Row = tuple[str, str, int, str]  # contract, operation, gas, note
 
@@ -134,13 +118,8 @@ def _records(b: Bench, r: Contract) -> None:
 
 
 def _sign(key: bytes, primary: str, message: dict[str, Any], domain: dict[str, Any]) -> bytes:
-    full = {
-        "types": {"EIP712Domain": EIP712_DOMAIN, primary: GRANT if primary == "Grant" else REVOKE},
-        "primaryType": primary,
-        "domain": domain,
-        "message": message,
-    }
-    return bytes(Account.sign_typed_data(key, full_message=full).signature)
+    payload = full_message(primary, message, domain)
+    return bytes(Account.sign_typed_data(key, full_message=payload).signature)
 
 
 def _consent(b: Bench, cr: Contract) -> None:

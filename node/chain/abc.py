@@ -106,11 +106,11 @@ class ChainClientAPI(ABC):
         patient: str | None = None,
         record_id: bytes | None = None,
         actor: str | None = None,
-        from_block: int = 0,
+        from_block: int | None = None,
         to_block: int | None = None,
     ) -> list[AuditEvent]:
         """Anchors, grants, revocations, break-glass and accesses matching every filter,
-        in chain order."""
+        in chain order, from ``from_block`` (default: the deployment block)."""
 
     # -- consortium ------------------------------------------------------------
     @abstractmethod

@@ -251,7 +251,7 @@ class Web3ChainClient(ChainClientAPI):
         patient: str | None = None,
         record_id: bytes | None = None,
         actor: str | None = None,
-        from_block: int = 0,
+        from_block: int | None = None,
         to_block: int | None = None,
     ) -> list[AuditEvent]:
         def topic_addr(a: str | None) -> str | None:
@@ -270,7 +270,8 @@ class Web3ChainClient(ChainClientAPI):
         while topics and topics[-1] is None:
             topics.pop()
         params: dict[str, Any] = {
-            "fromBlock": from_block,
+            # Nothing of ours precedes the deployment: start there, not at genesis.
+            "fromBlock": self._deployment.block_number if from_block is None else from_block,
             "toBlock": "latest" if to_block is None else to_block,
             "address": [
                 self._deployment.record_registry,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hsm.abc import KeyStoreAPI
+from hsm.exceptions import DecryptionError, UnwrapError
 from node.chain.abc import ChainClientAPI
 from node.chain.merkle import record_leaf, verify_proof
 from node.flows.read_record import open_record
@@ -51,9 +52,7 @@ def verify_record(
     try:
         open_record(row, blobs=blobs, keys=keys)
         intact: bool | None = True
-    except IntegrityError:
-        intact = False
-    except Exception:  # decryption failure is also a failed integrity check
+    except (IntegrityError, DecryptionError, UnwrapError):  # altered blob or wrapped key
         intact = False
     receipt = index.get_receipt(record_id)
     if receipt is None or receipt.batch is None:

@@ -19,6 +19,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from node.chain.artifacts import load_artifact
 from node.chain.deploy import Deployment
+from node.consent.typed_data import full_message
 
 ZERO32 = b"\x00" * 32
 ALL_CONTRACTS = (
@@ -140,23 +141,6 @@ def expect_revert(action: Callable[[], Any], name: str) -> tuple[Any, ...]:
 
 # ---------------------------------------------------------------- EIP-712
 
-EIP712_DOMAIN = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-GRANT_TYPES = [
-    {"name": "patient", "type": "address"},
-    {"name": "grantee", "type": "address"},
-    {"name": "scopeKind", "type": "uint8"},
-    {"name": "scope", "type": "bytes32"},
-    {"name": "expiresAt", "type": "uint64"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "deadline", "type": "uint256"},
-]
-REVOKE_TYPES = [t for t in GRANT_TYPES if t["name"] != "expiresAt"]
-
 
 def domain_of(consent: Any) -> dict[str, Any]:
     """The EIP-712 domain as the contract reports it (ERC-5267 ``eip712Domain()``)."""
@@ -168,14 +152,8 @@ def domain_of(consent: Any) -> dict[str, Any]:
 
 
 def sign(key: bytes, primary: str, message: dict[str, Any], domain: dict[str, Any]) -> bytes:
-    types = GRANT_TYPES if primary == "Grant" else REVOKE_TYPES
-    full_message = {
-        "types": {"EIP712Domain": EIP712_DOMAIN, primary: types},
-        "primaryType": primary,
-        "domain": domain,
-        "message": message,
-    }
-    return bytes(Account.sign_typed_data(key, full_message=full_message).signature)
+    payload = full_message(primary, message, domain)
+    return bytes(Account.sign_typed_data(key, full_message=payload).signature)
 
 
 def grant_tuple(m: dict[str, Any]) -> tuple[Any, ...]:

@@ -18,13 +18,18 @@ from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings
 from node.wiring import Node, build_embedded_node
 
 
-def make_settings(data_dir: Path, **api: object) -> Settings:
+def make_settings(data_dir: Path, **chain: object) -> Settings:
+    defaults: dict[str, object] = {
+        "anchor_interval": 0.2,
+        "access_log_interval": 0.2,
+        "anchor_batch_size": 50,
+    }
     return Settings(
         data_dir=data_dir,
         hospital_name="Test General",
         hsm=HSMSettings(passphrase="test passphrase", scrypt_n=2**10),
-        chain=ChainSettings(anchor_interval=0.2, access_log_interval=0.2, anchor_batch_size=50),
-        api=ApiSettings(max_upload_bytes=64 * 1024, **api),  # type: ignore[arg-type]
+        chain=ChainSettings(**{**defaults, **chain}),  # type: ignore[arg-type]
+        api=ApiSettings(max_upload_bytes=64 * 1024),
     )
 
 
@@ -50,8 +55,8 @@ class RunningNode:
         self.thread.join(timeout=30)
 
 
-def start_node(data_dir: Path) -> RunningNode:
-    node = build_embedded_node(make_settings(data_dir))
+def start_node(data_dir: Path, **chain: object) -> RunningNode:
+    node = build_embedded_node(make_settings(data_dir, **chain))
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -79,6 +79,7 @@ def upload(
         index=node.index,
         keys=node.keys,
     )
+    node.anchorer.queued(1)
     return RecordPublic.of(row, anchored=False)
 
 
@@ -148,16 +149,19 @@ def _affiliation(node: Node, address: str) -> str | None:
 )
 def read_content(record_id: str, node: NodeDep, wallet: WalletDep) -> Response:
     rid = _record_id(record_id)
-    result = read_record(
-        rid,
-        wallet.address,
-        index=node.index,
-        blobs=node.blobs,
-        keys=node.keys,
-        chain=node.chain,
-        access_log=node.access_log,
-        affiliated_hospital=_affiliation(node, wallet.address),
-    )
+    try:
+        result = read_record(
+            rid,
+            wallet.address,
+            index=node.index,
+            blobs=node.blobs,
+            keys=node.keys,
+            chain=node.chain,
+            access_log=node.access_log,
+            affiliated_hospital=_affiliation(node, wallet.address),
+        )
+    finally:
+        node.access_flusher.queued(1)  # granted or denied, the access was queued for the chain
     return Response(
         content=result.content,
         media_type=result.row.content_type,

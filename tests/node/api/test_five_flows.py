@@ -155,3 +155,26 @@ def test_blob_altered_at_rest_is_an_error_never_data(
     v = auditor.verify(rec["record_id"])
     assert v["stored_content_intact"] is False and not v["verified"]
     assert v["proof_valid_on_chain"]  # the anchor itself is fine: the stored copy is not
+
+
+def test_a_full_batch_anchors_before_the_interval(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.node.conftest import start_node
+
+    rn = start_node(tmp_path / "n", anchor_interval=3600, anchor_batch_size=3)
+    try:
+        with (
+            rn.client(rn.admin_token) as admin,
+            rn.client(admin.create_token("h", "hospital")) as h,
+        ):
+            patient = Account.create().address
+            ids = [h.upload(patient, b"r%d" % i, category="lab")["record_id"] for i in range(3)]
+            receipts = [h.wait_anchored(i, timeout=20) for i in ids]  # far less than 3600 s
+            assert {r["batch_id"] for r in receipts} == {1}
+            assert all(len(r["proof"]) >= 1 for r in receipts)
+            extra = h.upload(patient, b"fourth", category="lab")["record_id"]
+            import time
+
+            time.sleep(1.0)
+            assert h.receipt(extra)["status"] == "pending"  # one record: waits for the interval
+    finally:
+        rn.stop()
