@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class StorageSettings(BaseModel):
+    # sqlite: one file, one fsync per batch (default); files: one CID-named file per blob.
+    blob_backend: Literal["sqlite", "files"] = "sqlite"
     cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
 
 
@@ -37,6 +39,9 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=0, le=65535)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    # Group commit: concurrent uploads wait up to this long to share one storage commit.
+    upload_batch_window: float = Field(0.005, ge=0, le=1)
+    upload_max_batch: int = Field(500, ge=1, le=5000)
     # Sign-In with Ethereum (EIP-4361) parameters.
     siwe_domain: str | None = None  # default: host:port
     challenge_ttl: int = Field(300, ge=10)

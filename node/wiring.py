@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,17 +21,21 @@ from node.audit.outbox import SQLiteAccessLogQueue
 from node.auth.principal import Role
 from node.auth.store import AuthStore
 from node.chain.abc import ChainClientAPI
-from node.chain.client import Web3ChainClient
+from node.chain.client import MAX_ACCESS_BATCH, Web3ChainClient
 from node.chain.deploy import Deployment, deploy_contracts
 from node.chain.embedded import EmbeddedChain
+from node.coalescer import Coalescer
 from node.directory import HospitalDirectory
 from node.flows.anchor_records import anchor_pending
+from node.flows.upload_record import UploadRequest, upload_records
 from node.settings import Settings
 from node.workers import BatchWorker
 from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.backends.local import LocalBlobStore
 from storage.backends.memory import InMemoryLRUCache
 from storage.backends.sqlite import SQLiteRecordIndex
+from storage.backends.sqlite_blobs import SQLiteBlobStore
+from storage.models import RecordRow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class Node:
     access_log: AccessLogQueueAPI
     anchorer: BatchWorker
     access_flusher: BatchWorker
+    uploads: Coalescer[UploadRequest, RecordRow]
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
     _closers: list[object] = field(default_factory=list)
     _started: bool = False
@@ -69,6 +75,7 @@ class Node:
     def stop(self) -> None:
         """Stop workers, flush what is queued (best effort), close everything."""
         with self._lock:
+            self.uploads.close()  # commit in-flight uploads before the anchorer's last round
             self.anchorer.stop()
             self.access_flusher.stop()
             for worker in (self.anchorer, self.access_flusher):
@@ -147,7 +154,11 @@ def build_embedded_node(settings: Settings) -> Node:
         notes.append(f"deployed the contracts on the embedded chain ({manifest})")
     chain = Web3ChainClient(w3, deployment, account)
 
-    blobs = LocalBlobStore(data_dir / "blobs")
+    blobs: BlobStoreAPI = (
+        SQLiteBlobStore(data_dir / "blobs.sqlite")
+        if settings.storage.blob_backend == "sqlite"
+        else LocalBlobStore(data_dir / "blobs")
+    )
     index = SQLiteRecordIndex(data_dir / "index.sqlite")
     cache = InMemoryLRUCache(settings.storage.cache_max_bytes)
     auth = AuthStore(data_dir / "node.sqlite")
@@ -163,12 +174,30 @@ def build_embedded_node(settings: Settings) -> Node:
         return 0 if batch is None else batch.count
 
     def flush_accesses() -> int:
-        pending = access_log.pending(cs.anchor_batch_size)
+        pending = access_log.pending(min(cs.anchor_batch_size, MAX_ACCESS_BATCH))
         if not pending:
             return 0
         chain.record_accesses([entry for _id, entry in pending])
         access_log.remove([i for i, _entry in pending])
         return len(pending)
+
+    anchorer = BatchWorker(
+        "anchorer", flush_anchors, interval=cs.anchor_interval, batch_size=cs.anchor_batch_size
+    )
+
+    def commit_uploads(requests: Sequence[UploadRequest]) -> list[RecordRow]:
+        rows = upload_records(
+            requests, hospital=chain.hospital, blobs=blobs, index=index, keys=keys
+        )
+        anchorer.queued(len(rows))
+        return rows
+
+    uploads: Coalescer[UploadRequest, RecordRow] = Coalescer(
+        commit_uploads,
+        window=settings.api.upload_batch_window,
+        max_batch=settings.api.upload_max_batch,
+        name="upload-commit",
+    )
 
     return Node(
         settings=settings,
@@ -180,9 +209,8 @@ def build_embedded_node(settings: Settings) -> Node:
         auth=auth,
         directory=directory,
         access_log=access_log,
-        anchorer=BatchWorker(
-            "anchorer", flush_anchors, interval=cs.anchor_interval, batch_size=cs.anchor_batch_size
-        ),
+        anchorer=anchorer,
+        uploads=uploads,
         access_flusher=BatchWorker(
             "access-log",
             flush_accesses,

@@ -26,6 +26,20 @@ class UploadRequest:
     previous_id: bytes | None = None
 
 
+def check_upload(req: UploadRequest, index: RecordIndexAPI) -> None:
+    """Refuse a request that cannot succeed, before it joins a batch with others."""
+    if req.previous_id is None:
+        return
+    try:
+        previous = index.get_record(req.previous_id)
+    except RecordNotFound:
+        raise InvalidRequest(
+            f"previous_id 0x{req.previous_id.hex()} is not a known record"
+        ) from None
+    if previous.patient != req.patient:
+        raise InvalidRequest("a new version must belong to the same patient")
+
+
 def upload_records(
     requests: Sequence[UploadRequest],
     *,
@@ -34,17 +48,13 @@ def upload_records(
     index: RecordIndexAPI,
     keys: KeyStoreAPI,
 ) -> list[RecordRow]:
-    """Store ``requests`` as new records created by ``hospital`` and return their rows."""
+    """Store ``requests`` as new records created by ``hospital`` and return their rows.
+
+    Either every record of the batch is stored, indexed and queued for anchoring, or
+    none is (ciphertext already written is removed again).
+    """
     for req in requests:
-        if req.previous_id is not None:
-            try:
-                previous = index.get_record(req.previous_id)
-            except RecordNotFound:
-                raise InvalidRequest(
-                    f"previous_id 0x{req.previous_id.hex()} is not a known record"
-                ) from None
-            if previous.patient != req.patient:
-                raise InvalidRequest("a new version must belong to the same patient")
+        check_upload(req, index)
     record_ids = [secrets.token_bytes(32) for _ in requests]
     # The record id is the AEAD associated data: a blob cannot be swapped between records.
     sealed = seal_many(

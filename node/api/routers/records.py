@@ -14,7 +14,7 @@ from node.api.schemas.records import ReceiptPublic, RecordPublic
 from node.auth.principal import Role, TokenPrincipal, WalletPrincipal
 from node.exceptions import Forbidden, InvalidRequest, PayloadTooLarge
 from node.flows.read_record import read_record
-from node.flows.upload_record import UploadRequest, upload_records
+from node.flows.upload_record import UploadRequest, check_upload
 from node.wiring import Node
 from storage.models import RecordRow
 
@@ -72,14 +72,9 @@ def upload(
     if not content:
         raise InvalidRequest("the uploaded file is empty")
     prev = _record_id(previous_id) if previous_id else None
-    (row,) = upload_records(
-        [UploadRequest(patient_address, category, media_type, content, prev)],
-        hospital=node.hospital,
-        blobs=node.blobs,
-        index=node.index,
-        keys=node.keys,
-    )
-    node.anchorer.queued(1)
+    request = UploadRequest(patient_address, category, media_type, content, prev)
+    check_upload(request, node.index)  # a bad request must not fail its batch-mates
+    row = node.uploads.submit(request)
     return RecordPublic.of(row, anchored=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from tests.node.conftest import RunningNode
 
 
 def _blob_count(rn: RunningNode) -> int:
-    root = rn.node.settings.resolved_data_dir / "blobs"
-    return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+    path = rn.node.settings.resolved_data_dir / "blobs.sqlite"
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM blobs").fetchone()[0])
 
 
 def _head(rn: RunningNode) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 
 import pytest
 from eth_account import Account
@@ -142,11 +143,11 @@ def test_blob_altered_at_rest_is_an_error_never_data(
     patient = Account.create()
     rec = hospital.upload(patient.address, b"original content", category="lab")
     hospital.wait_anchored(rec["record_id"])
-    data_dir = running_node.node.settings.resolved_data_dir
-    [blob] = [p for p in (data_dir / "blobs").rglob("*") if p.is_file() and rec["cid"] in p.name]
-    raw = bytearray(blob.read_bytes())
-    raw[-1] ^= 0x01
-    blob.write_bytes(bytes(raw))
+    path = running_node.node.settings.resolved_data_dir / "blobs.sqlite"
+    with sqlite3.connect(path) as conn:  # flip one bit of the ciphertext at rest
+        (raw,) = conn.execute("SELECT data FROM blobs WHERE cid = ?", (rec["cid"],)).fetchone()
+        altered = bytes(raw[:-1]) + bytes([raw[-1] ^ 0x01])
+        conn.execute("UPDATE blobs SET data = ? WHERE cid = ?", (altered, rec["cid"]))
     session = public.login(patient)
     with pytest.raises(ApiError) as err:
         public.read(rec["record_id"], session)
