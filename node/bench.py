@@ -2,15 +2,19 @@
 
 Two measurements: the upload flow in process (encrypt, store, index, queue; batches of
 ``batch`` records as a bulk importer would send them), and single-record uploads over
-HTTP from ``concurrency`` client threads, as hospital systems send them. Both then time
-how long the anchorer takes to put every record on-chain.
+HTTP from ``concurrency`` client threads to ``emr-node run`` in its own process, as
+hospital systems send them. Both then time how long the anchorer takes to put every
+record on-chain after the last upload.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from eth_account import Account
 
-from node.api.app import create_app
 from node.flows.upload_record import UploadRequest, upload_records
 from node.settings import ChainSettings, HSMSettings, Settings
 from node.wiring import Node, build_embedded_node
@@ -81,53 +83,83 @@ def bench_flow(n: int, size: int, batch: int) -> dict[str, Any]:
     }
 
 
+def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """``emr-node run`` in its own process, as a hospital runs it."""
+    env = dict(
+        os.environ,
+        EMR_DATA_DIR=str(data_dir),
+        EMR_HSM__PASSPHRASE="bench",
+        EMR_HSM__SCRYPT_N="1024",
+        EMR_CHAIN__ANCHOR_INTERVAL="0.5",
+    )
+    cmd = [sys.executable, "-m", "node.cli.main", "run", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).raise_for_status()
+            return proc
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("the benchmark node did not start") from None
+            time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def bench_http(n: int, size: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        node = _node(Path(tmp))
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(node), host="127.0.0.1", port=0, log_level="error")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        admin = (Path(tmp) / "admin-token").read_text().strip()
-        with httpx.Client(base_url=url) as c:
-            token = c.post(
-                "/admin/tokens",
-                json={"name": "bench", "role": "hospital"},
-                headers={"Authorization": f"Bearer {admin}"},
-            ).json()["token"]
-        patients = [Account.create().address for _ in range(50)]
-        latencies: list[float] = []
-        lock = threading.Lock()
-        local = threading.local()
+        proc = _serve(Path(tmp), port)
+        try:
+            admin = (Path(tmp) / "admin-token").read_text().strip()
+            with httpx.Client(base_url=url) as c:
+                token = c.post(
+                    "/admin/tokens",
+                    json={"name": "bench", "role": "hospital"},
+                    headers={"Authorization": f"Bearer {admin}"},
+                ).json()["token"]
+            patients = [Account.create().address for _ in range(50)]
+            payloads = [secrets.token_bytes(size) for _ in range(n)]
+            latencies: list[float] = []
+            lock = threading.Lock()
+            local = threading.local()
 
-        def one(i: int) -> None:
-            client = getattr(local, "client", None)
-            if client is None:
-                client = local.client = httpx.Client(
-                    base_url=url, headers={"Authorization": f"Bearer {token}"}
+            def one(i: int) -> None:
+                client = getattr(local, "client", None)
+                if client is None:
+                    client = local.client = httpx.Client(
+                        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+                    )
+                t = time.perf_counter()
+                r = client.post(
+                    "/records",
+                    data={"patient": patients[i % 50], "category": "lab"},
+                    files={"file": ("r", payloads[i], "application/octet-stream")},
                 )
-            t = time.perf_counter()
-            r = client.post(
-                "/records",
-                data={"patient": patients[i % 50], "category": "lab"},
-                files={"file": ("r", secrets.token_bytes(size), "application/octet-stream")},
-            )
-            r.raise_for_status()
-            with lock:
-                latencies.append(time.perf_counter() - t)
+                r.raise_for_status()
+                with lock:
+                    latencies.append(time.perf_counter() - t)
 
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(one, range(n)))
-        upload_s = time.perf_counter() - t0
-        anchor_s = _drain_anchors(node)
-        server.should_exit = True
-        thread.join(timeout=60)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(one, range(n)))
+            upload_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            while httpx.get(f"{url}/health").json()["pending_anchors"]:
+                if time.perf_counter() - t1 > 600:
+                    raise TimeoutError("anchoring did not finish")
+                time.sleep(0.1)
+            anchor_s = time.perf_counter() - t1
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
     latencies.sort()
     return {
         "records": n,
