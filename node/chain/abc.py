@@ -41,6 +41,10 @@ class ChainClientAPI(ABC):
     @abstractmethod
     def deployment(self) -> Deployment: ...
 
+    @abstractmethod
+    def head_block(self) -> int:
+        """The chain's latest block number (a liveness probe). Raises ChainUnavailable."""
+
     # -- records ---------------------------------------------------------------
     @abstractmethod
     def anchor_batch(

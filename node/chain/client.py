@@ -17,7 +17,7 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3._utils.events import get_event_data
 from web3.contract.contract import ContractFunction
-from web3.exceptions import Web3Exception
+from web3.exceptions import TimeExhausted, Web3Exception
 from web3.logs import DISCARD
 
 from node.chain.abc import ChainClientAPI
@@ -99,16 +99,17 @@ class Web3ChainClient(ChainClientAPI):
         return self._deployment
 
     def _read(self, fn: Callable[[], T]) -> T:
-        with self._lock:
-            try:
-                return fn()
-            except (ConnectionError, OSError) as err:
-                raise ChainUnavailable("the chain node cannot be reached") from err
-            except Exception as err:
-                reverted = as_reverted(err)
-                if reverted is not None:
-                    raise reverted from err
-                raise
+        # No lock: reads must not wait for a send's receipt (a block period on QBFT). The
+        # HTTP provider is thread-safe and the embedded provider serialises itself.
+        try:
+            return fn()
+        except (ConnectionError, OSError) as err:
+            raise ChainUnavailable("the chain node cannot be reached") from err
+        except Exception as err:
+            reverted = as_reverted(err)
+            if reverted is not None:
+                raise reverted from err
+            raise
 
     def _send(
         self, fn: ContractFunction, gas_limit: int | None = None
@@ -138,6 +139,10 @@ class Web3ChainClient(ChainClientAPI):
             except (ConnectionError, OSError) as err:
                 self._nonce = None
                 raise ChainUnavailable("the chain node cannot be reached") from err
+            except TimeExhausted as err:
+                # Sent but not mined in time (e.g. QBFT lost quorum): re-read the nonce next.
+                self._nonce = None
+                raise ChainUnavailable("the transaction was not mined in time") from err
             except Exception as err:
                 reverted = as_reverted(err)
                 if reverted is not None:  # refused in simulation: nothing was sent
@@ -154,8 +159,13 @@ class Web3ChainClient(ChainClientAPI):
         ts = self._timestamps.get(block_number)
         if ts is None:
             ts = int(self._w3.eth.get_block(block_number)["timestamp"])
+            if len(self._timestamps) >= 100_000:  # bounded: audit queries touch old blocks
+                self._timestamps.clear()
             self._timestamps[block_number] = ts
         return ts
+
+    def head_block(self) -> int:
+        return int(self._read(lambda: self._w3.eth.block_number))
 
     # -- records -----------------------------------------------------------------
     def anchor_batch(
@@ -172,7 +182,9 @@ class Web3ChainClient(ChainClientAPI):
         )
         batch_id = int(events[0]["args"]["batchId"])
         block = int(receipt["blockNumber"])
-        return AnchorResult(batch_id, tx_hash, block, self._block_timestamp(block))
+        return AnchorResult(
+            batch_id, tx_hash, block, self._read(lambda: self._block_timestamp(block))
+        )
 
     def batch(self, batch_id: int) -> BatchInfo | None:
         root, hospital, timestamp, count = self._read(
