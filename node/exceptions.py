@@ -31,3 +31,7 @@ class Conflict(NodeError):
 
 class PayloadTooLarge(InvalidRequest):
     """The upload exceeds the configured size limit."""
+
+
+class ThrottleUnavailable(NodeError):
+    """The shared rate limiter cannot be reached (Redis down)."""

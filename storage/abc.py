@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from storage.models import AnchorBatch, AnchorReceipt, RecordRow
 
@@ -117,3 +118,30 @@ class CacheAPI(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class AuditMirrorAPI(ABC):
+    """A queryable copy of the chain's consent and audit events (the chain stays the source
+    of truth; the mirror makes queries fast and is checked against the chain)."""
+
+    @abstractmethod
+    def mirror_events(self, events: Sequence[Mapping[str, Any]], up_to_block: int) -> None:
+        """Store events (shaped like ``dataclasses.asdict(AuditEvent)``) and advance the
+        cursor to ``up_to_block``, atomically. Re-mirroring an event overwrites it."""
+
+    @abstractmethod
+    def mirrored_events(
+        self,
+        *,
+        patient: str | None = None,
+        record_id: bytes | None = None,
+        actor: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Mirrored events matching every filter, in chain order, at most ``limit``."""
+
+    @abstractmethod
+    def mirror_cursor(self) -> int:
+        """The last block mirrored, or -1 before the first ``mirror_events``."""

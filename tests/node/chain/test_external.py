@@ -12,7 +12,6 @@ account of their own: the client keeps a local nonce that foreign sends would ma
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -51,6 +50,7 @@ from node.chain.external import (
 from node.chain.merkle import MerkleTree, record_leaf
 from node.chain.models import AccessEntry, ConsentGrant
 from node.consent.typed_data import AccessBasis, ScopeKind, category_hash, full_message
+from tests.tcp_proxy import CutProxy
 
 pytestmark = pytest.mark.integration
 
@@ -151,92 +151,9 @@ def client(w3: Web3, deployment: Deployment, hospital: SignerAccount) -> Web3Cha
     return Web3ChainClient(w3, deployment, hospital)
 
 
-class TcpProxy:
-    """Forwards a loopback port to the chain node. ``cut()`` makes the port refuse
-    connections and drops the open ones, as a stopped node or a network cut would;
-    ``restore()`` reopens it. Lets a test take the chain away and bring the *same* chain
-    back (a restarted Hardhat node would be empty)."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = ("127.0.0.1", target_port)
-        self.port = _free_port()
-        self._lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self.restore()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        listener.settimeout(0.05)  # accept() wakes up to notice cut()
-        self._listener = listener
-        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        self._thread.start()
-
-    def cut(self) -> None:
-        listener, self._listener = self._listener, None
-        assert listener is not None, "already cut"
-        listener.close()
-        assert self._thread is not None
-        self._thread.join()
-        with self._lock:
-            conns, self._conns = self._conns, set()
-        for conn in conns:
-            _close(conn)
-
-    def _accept(self, listener: socket.socket) -> None:
-        while self._listener is listener:
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            try:
-                upstream = socket.create_connection(self._target)
-            except OSError:
-                _close(client)
-                continue
-            with self._lock:
-                if self._listener is not listener:  # cut meanwhile
-                    _close(client)
-                    _close(upstream)
-                    return
-                self._conns.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                _close(sock)
-                with self._lock:
-                    self._conns.discard(sock)
-
-
-def _close(sock: socket.socket) -> None:
-    # shutdown() first: it wakes a thread blocked in recv() on the socket, close() does not.
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-
-
 @pytest.fixture
-def proxy(hardhat: HardhatNode) -> Iterator[TcpProxy]:
-    p = TcpProxy(hardhat.port)
+def proxy(hardhat: HardhatNode) -> Iterator[CutProxy]:
+    p = CutProxy(hardhat.port)
     try:
         yield p
     finally:
@@ -678,7 +595,7 @@ def test_members(
 
 # -- the chain going away -------------------------------------------------------------------
 def test_chain_cut_then_back(
-    proxy: TcpProxy, deployment: Deployment, hospital_b: SignerAccount, w3: Web3
+    proxy: CutProxy, deployment: Deployment, hospital_b: SignerAccount, w3: Web3
 ) -> None:
     client = Web3ChainClient(connect_rpc(proxy.url), deployment, hospital_b)
     anchor_records(client, 1)  # the client now holds a local nonce
@@ -698,7 +615,7 @@ def test_chain_cut_then_back(
 
 
 def test_send_cut_after_broadcast_recovers_the_nonce(
-    proxy: TcpProxy, deployment: Deployment, hospital_b: SignerAccount, w3: Web3
+    proxy: CutProxy, deployment: Deployment, hospital_b: SignerAccount, w3: Web3
 ) -> None:
     """The transaction reaches the node, then the node vanishes while the client waits for
     the receipt: ChainUnavailable although the transaction will be mined; the client must
