@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from node.api.deps import NodeDep, PrincipalDep
 from node.api.schemas.common import _address, _hex32, to_bytes, to_hex
+from node.audit.mirror import verify_mirror
 from node.auth.principal import Role, WalletPrincipal
+from node.chain.models import AuditEvent
 from node.exceptions import Forbidden, InvalidRequest
 from node.flows.audit_trail import verify_record
 
@@ -69,6 +71,10 @@ def events(
     ] = None,
     since: Annotated[int | None, Query(description="unix seconds, inclusive")] = None,
     until: Annotated[int | None, Query(description="unix seconds, inclusive")] = None,
+    source: Annotated[
+        Literal["chain", "mirror"],
+        Query(description="chain: the logs themselves; mirror: the SQL copy (fast, may lag)"),
+    ] = "chain",
 ) -> list[AuditEventOut]:
     patient = _opt(_address, "patient", patient)
     rid = _opt(lambda v: to_bytes(_hex32(v)), "record_id", record_id)
@@ -79,7 +85,15 @@ def events(
         patient = principal.address
     elif not principal.has(Role.AUDITOR):
         raise Forbidden("the audit trail needs an auditor token")
-    found = node.chain.audit_events(patient=patient, record_id=rid, actor=actor)
+    if source == "mirror":
+        found = [
+            AuditEvent(**e)
+            for e in node.mirror.mirrored_events(
+                patient=patient, record_id=rid, actor=actor, since=since, until=until, limit=100_000
+            )
+        ]
+    else:
+        found = node.chain.audit_events(patient=patient, record_id=rid, actor=actor)
     out = []
     for e in found:
         if (since is not None and e.timestamp < since) or (
@@ -141,4 +155,32 @@ def verify(
         stored_content_intact=v.stored_content_intact,
         tx_hash=to_hex(v.receipt.batch.tx_hash) if v.receipt and v.receipt.batch else None,
         proof=[to_hex(p) for p in v.receipt.proof] if v.receipt else [],
+    )
+
+
+class MirrorVerificationOut(BaseModel):
+    consistent: bool
+    cursor: int
+    checked: int
+    missing: list[tuple[int, int]]
+    extra: list[tuple[int, int]]
+    different: list[tuple[int, int]]
+
+
+@router.get(
+    "/mirror/verify",
+    response_model=MirrorVerificationOut,
+    summary="Check the SQL audit mirror against the chain, event by event (auditor token)",
+)
+def verify_audit_mirror(node: NodeDep, principal: PrincipalDep) -> MirrorVerificationOut:
+    if isinstance(principal, WalletPrincipal) or not principal.has(Role.AUDITOR):
+        raise Forbidden("verification needs an auditor token")
+    r = verify_mirror(chain=node.chain, mirror=node.mirror)
+    return MirrorVerificationOut(
+        consistent=r.consistent,
+        cursor=r.cursor,
+        checked=r.checked,
+        missing=r.missing,
+        extra=r.extra,
+        different=r.different,
     )
