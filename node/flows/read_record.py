@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from hsm.abc import KeyStoreAPI, WrappedKey
 from hsm.envelope import open_sealed
 from node.audit.abc import AccessLogQueueAPI
-from node.chain.abc import ChainClientAPI
 from node.chain.models import AccessEntry
+from node.consent.abc import AccessDeciderAPI
 from node.consent.typed_data import AccessBasis, category_hash
 from node.exceptions import ConsentDenied
-from storage.abc import BlobStoreAPI, RecordIndexAPI
+from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
+from storage.cid import cid_for
 from storage.exceptions import IntegrityError
 from storage.models import RecordRow
 
@@ -25,22 +26,30 @@ class RecordContent:
 
 
 def decide_access(
-    row: RecordRow, requester: str, *, chain: ChainClientAPI, affiliated_hospital: str | None
+    row: RecordRow, requester: str, *, access: AccessDeciderAPI, affiliated_hospital: str | None
 ) -> AccessBasis:
     """The patient always reads their own records; anyone else needs an unexpired on-chain
     consent or break-glass, granted to them or to the hospital they work for."""
     if requester == row.patient:
         return AccessBasis.PATIENT
     cat = category_hash(row.category)
-    basis = chain.access_basis(row.patient, requester, row.record_id, cat)
+    basis = access.basis(row.patient, requester, row.record_id, cat)
     if basis is AccessBasis.NONE and affiliated_hospital is not None:
-        basis = chain.access_basis(row.patient, affiliated_hospital, row.record_id, cat)
+        basis = access.basis(row.patient, affiliated_hospital, row.record_id, cat)
     return basis
 
 
-def open_record(row: RecordRow, *, blobs: BlobStoreAPI, keys: KeyStoreAPI) -> bytes:
-    """Fetch, decrypt and check a record: altered bytes raise, they are never returned."""
-    blob = blobs.get(row.cid)  # re-hashes against the CID
+def open_record(
+    row: RecordRow, *, blobs: BlobStoreAPI, keys: KeyStoreAPI, cache: CacheAPI | None = None
+) -> bytes:
+    """Fetch (hot cache first), decrypt and check a record: altered bytes raise, they are
+    never returned."""
+    key = f"blob:{row.cid}"
+    blob = cache.get(key) if cache is not None else None
+    if blob is None or cid_for(blob) != row.cid:  # the cache is re-checked like any store
+        blob = blobs.get(row.cid)  # re-hashes against the CID
+        if cache is not None:
+            cache.set(key, blob)
     content = open_sealed(blob, WrappedKey(row.kek_version, row.wrapped_key), row.record_id, keys)
     if hashlib.sha256(content).digest() != row.content_hash:
         raise IntegrityError(f"record 0x{row.record_id.hex()} does not match its content hash")
@@ -54,15 +63,16 @@ def read_record(
     index: RecordIndexAPI,
     blobs: BlobStoreAPI,
     keys: KeyStoreAPI,
-    chain: ChainClientAPI,
+    access: AccessDeciderAPI,
     access_log: AccessLogQueueAPI,
+    cache: CacheAPI | None = None,
     affiliated_hospital: str | None = None,
 ) -> RecordContent:
     row = index.get_record(record_id)
-    basis = decide_access(row, requester, chain=chain, affiliated_hospital=affiliated_hospital)
+    basis = decide_access(row, requester, access=access, affiliated_hospital=affiliated_hospital)
     granted = basis is not AccessBasis.NONE
     # Logged durably before any data leaves the node; denied attempts are logged too.
     access_log.enqueue([AccessEntry(row.patient, record_id, requester, granted, basis)])
     if not granted:
         raise ConsentDenied(f"no consent allows {requester} to read record 0x{record_id.hex()}")
-    return RecordContent(row, open_record(row, blobs=blobs, keys=keys), basis)
+    return RecordContent(row, open_record(row, blobs=blobs, keys=keys, cache=cache), basis)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
 from node.chain.abc import ChainClientAPI
-from node.chain.exceptions import ContractReverted
+from node.chain.exceptions import ChainUnavailable, ContractReverted
 from node.chain.models import ConsentGrant, ConsentRevoke, TxResult
-from node.consent.typed_data import ScopeKind
+from node.consent.relay_queue import ConsentRelayQueue, QueuedRelay
+from node.consent.typed_data import ScopeKind, domain, full_message
 from node.exceptions import Conflict, InvalidRequest
 
 _REASONS = {
@@ -105,3 +109,62 @@ def relay_revoke(
         revoke.patient, revoke.scope_kind, revoke.scope, revoke.nonce, revoke.deadline, chain
     )
     return _relay(lambda: chain.revoke_with_sig(revoke, signature))
+
+
+def _signed_by_patient(
+    consent: ConsentGrant | ConsentRevoke, signature: bytes, chain: ChainClientAPI
+) -> bool:
+    """Off-chain EOA check (no chain access: the domain comes from the deployment)."""
+    d = chain.deployment
+    kind = "Grant" if isinstance(consent, ConsentGrant) else "Revoke"
+    payload = full_message(kind, consent.message(), domain(d.chain_id, d.consent_registry))
+    try:
+        signer = Account.recover_message(
+            encode_typed_data(full_message=payload), signature=signature
+        )
+    except Exception:  # a malformed signature recovers to nobody
+        return False
+    return bool(signer == consent.patient)
+
+
+def relay_or_queue(
+    consent: ConsentGrant | ConsentRevoke,
+    signature: bytes,
+    *,
+    chain: ChainClientAPI,
+    queue: ConsentRelayQueue,
+    signed_domain: dict[str, Any] | None = None,
+) -> TxResult | int:
+    """Relay now, or, while the chain is unreachable, queue durably and return the queue id.
+
+    A queued consent must at least carry the patient's own (EOA) signature; contract
+    wallets (ERC-1271) can only be checked on-chain, so they wait for the chain."""
+    relay = relay_grant if isinstance(consent, ConsentGrant) else relay_revoke
+    try:
+        return relay(consent, signature, chain=chain, signed_domain=signed_domain)  # type: ignore[arg-type]
+    except ChainUnavailable:
+        if consent.deadline < time.time():
+            raise InvalidRequest(_REASONS["ConsentRegistryExpiredDeadline"]) from None
+        if not _signed_by_patient(consent, signature, chain):
+            raise
+        return queue.enqueue(consent, signature)
+
+
+def drain_relays(*, chain: ChainClientAPI, queue: ConsentRelayQueue, limit: int = 100) -> int:
+    """Relay queued consents in order; stop at the first sign the chain is still away."""
+    done = 0
+    for item in queue.pending(limit):
+        relay = relay_grant if isinstance(item.consent, ConsentGrant) else relay_revoke
+        try:
+            result = relay(item.consent, item.signature, chain=chain)  # type: ignore[arg-type]
+        except ChainUnavailable:
+            break
+        except (InvalidRequest, Conflict, ContractReverted) as err:
+            queue.mark_failed(item.relay_id, str(err))
+        else:
+            queue.mark_relayed(item.relay_id, result.tx_hash, result.block_number)
+        done += 1
+    return done
+
+
+__all__ = ["QueuedRelay", "drain_relays", "relay_grant", "relay_or_queue", "relay_revoke"]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from node.api.deps import NodeDep
 from node.api.schemas.common import Address, to_bytes, to_hex
-from node.api.schemas.consent import SignedGrant, SignedRevoke, TxOut
-from node.chain.models import ConsentGrant, ConsentRevoke
+from node.api.schemas.consent import RelayOut, SignedGrant, SignedRevoke
+from node.chain.models import ConsentGrant, ConsentRevoke, TxResult
 from node.consent.typed_data import EIP712_DOMAIN_TYPE, PRIMARY_TYPES, ScopeKind
-from node.flows.relay_consent import relay_grant, relay_revoke
+from node.exceptions import NotFound
+from node.flows.relay_consent import relay_or_queue
+from node.wiring import Node
 
 router = APIRouter(prefix="/consents", tags=["consent"])
 
@@ -46,41 +48,73 @@ def nonce(patient: Address, node: NodeDep) -> NonceOut:
     return NonceOut(patient=patient, nonce=node.chain.consent_nonce(patient))
 
 
+def _relay(
+    node: Node,
+    consent: ConsentGrant | ConsentRevoke,
+    body: SignedGrant | SignedRevoke,
+    response: Response,
+) -> RelayOut:
+    result = relay_or_queue(
+        consent,
+        to_bytes(body.signature),
+        chain=node.chain,
+        queue=node.relays,
+        signed_domain=body.domain,
+    )
+    if isinstance(result, TxResult):
+        return RelayOut(
+            status="relayed", tx_hash=to_hex(result.tx_hash), block_number=result.block_number
+        )
+    response.status_code = 202
+    node.relay_worker.wake()
+    return RelayOut(status="queued", relay_id=result)
+
+
 @router.post(
     "/grant",
-    response_model=TxOut,
+    response_model=RelayOut,
+    responses={202: {"model": RelayOut, "description": "chain unreachable: queued, relayed later"}},
     summary="Relay a patient-signed Grant on-chain (anyone: the signature is the authority)",
 )
-def grant(body: SignedGrant, node: NodeDep) -> TxOut:
+def grant(body: SignedGrant, node: NodeDep, response: Response) -> RelayOut:
     m = body.message
-    result = relay_grant(
-        ConsentGrant(
-            m.patient,
-            m.grantee,
-            ScopeKind(m.scopeKind),
-            to_bytes(m.scope),
-            m.expiresAt,
-            m.nonce,
-            m.deadline,
-        ),
-        to_bytes(body.signature),
-        chain=node.chain,
-        signed_domain=body.domain,
+    consent = ConsentGrant(
+        m.patient,
+        m.grantee,
+        ScopeKind(m.scopeKind),
+        to_bytes(m.scope),
+        m.expiresAt,
+        m.nonce,
+        m.deadline,
     )
-    return TxOut(tx_hash=to_hex(result.tx_hash), block_number=result.block_number)
+    return _relay(node, consent, body, response)
 
 
 @router.post(
-    "/revoke", response_model=TxOut, summary="Relay a patient-signed Revoke on-chain (anyone)"
+    "/revoke",
+    response_model=RelayOut,
+    responses={202: {"model": RelayOut, "description": "chain unreachable: queued, relayed later"}},
+    summary="Relay a patient-signed Revoke on-chain (anyone)",
 )
-def revoke(body: SignedRevoke, node: NodeDep) -> TxOut:
+def revoke(body: SignedRevoke, node: NodeDep, response: Response) -> RelayOut:
     m = body.message
-    result = relay_revoke(
-        ConsentRevoke(
-            m.patient, m.grantee, ScopeKind(m.scopeKind), to_bytes(m.scope), m.nonce, m.deadline
-        ),
-        to_bytes(body.signature),
-        chain=node.chain,
-        signed_domain=body.domain,
+    consent = ConsentRevoke(
+        m.patient, m.grantee, ScopeKind(m.scopeKind), to_bytes(m.scope), m.nonce, m.deadline
     )
-    return TxOut(tx_hash=to_hex(result.tx_hash), block_number=result.block_number)
+    return _relay(node, consent, body, response)
+
+
+@router.get(
+    "/relays/{relay_id}", response_model=RelayOut, summary="Status of a queued consent (anyone)"
+)
+def relay_status(relay_id: int, node: NodeDep) -> RelayOut:
+    item = node.relays.get(relay_id)
+    if item is None:
+        raise NotFound(f"no queued consent {relay_id}")
+    return RelayOut(
+        status=item.status,
+        relay_id=item.relay_id,
+        tx_hash=to_hex(item.tx_hash) if item.tx_hash else None,
+        block_number=item.block_number,
+        error=item.error,
+    )

@@ -45,6 +45,14 @@ class TxOut(BaseModel):
     block_number: int
 
 
+class RelayOut(BaseModel):
+    status: str = Field(description="relayed | queued (chain unreachable) | failed")
+    tx_hash: str | None = None
+    block_number: int | None = None
+    relay_id: int | None = None
+    error: str | None = None
+
+
 class BreakGlassIn(BaseModel):
     patient: Address
     clinician: Address
