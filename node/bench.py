@@ -27,11 +27,11 @@ from eth_account import Account
 
 from node.flows.upload_record import UploadRequest, upload_records
 from node.settings import ChainSettings, HSMSettings, Settings
-from node.wiring import Node, build_embedded_node
+from node.wiring import Node, build_node
 
 
 def _node(data_dir: Path) -> Node:
-    return build_embedded_node(
+    return build_node(
         Settings(
             data_dir=data_dir,
             hsm=HSMSettings(passphrase="bench", scrypt_n=2**10),

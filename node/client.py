@@ -155,6 +155,7 @@ class EmrClient:
         deadline_in: int = 3600,
         nonce: int | None = None,
         domain: dict[str, Any] | None = None,
+        expires_at: int | None = None,
     ) -> dict[str, Any]:
         """Build and sign a Grant or Revoke; return the request body for the node."""
         dom = domain or self.typed_data()["domain"]
@@ -168,7 +169,7 @@ class EmrClient:
             "deadline": now + deadline_in,
         }
         if primary_type == "Grant":
-            message["expiresAt"] = now + expires_in
+            message["expiresAt"] = expires_at if expires_at is not None else now + expires_in
         to_sign = dict(message, scope=scope.value)
         signed = Account.sign_typed_data(
             patient.key, full_message=full_message(primary_type, to_sign, dom)
@@ -213,6 +214,9 @@ class EmrClient:
     def audit_events(self, *, token: str | None = None, **filters: Any) -> list[dict[str, Any]]:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._json("GET", "/audit/events", params=params, token=token)
+
+    def verify_mirror(self) -> dict[str, Any]:
+        return self._json("GET", "/audit/mirror/verify")
 
     def verify(self, record_id: str, content_hash: str | None = None) -> dict[str, Any]:
         params = {"content_hash": content_hash} if content_hash else {}

@@ -6,35 +6,43 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from web3 import Web3
-from web3.middleware import SignAndSendRawMiddlewareBuilder
 
 from hsm.abc import KeyStoreAPI
 from hsm.account import SignerAccount
 from hsm.software import SoftwareKeyStore
 from node.audit.abc import AccessLogQueueAPI
+from node.audit.mirror import sync_mirror
 from node.audit.outbox import SQLiteAccessLogQueue
 from node.auth.principal import Role
 from node.auth.store import AuthStore
 from node.chain.abc import ChainClientAPI
 from node.chain.client import MAX_ACCESS_BATCH, Web3ChainClient
-from node.chain.deploy import Deployment, deploy_contracts
+from node.chain.deploy import Deployment
 from node.chain.embedded import EmbeddedChain
+from node.chain.external import ensure_deployment
 from node.coalescer import Coalescer
+from node.consent.abc import AccessDeciderAPI
+from node.consent.decisions import CachedAccessDecider
+from node.consent.relay_queue import ConsentRelayQueue
 from node.directory import HospitalDirectory
+from node.exceptions import NodeError
 from node.flows.anchor_records import anchor_pending
+from node.flows.relay_consent import drain_relays
 from node.flows.upload_record import UploadRequest, upload_records
 from node.settings import Settings
+from node.throttle import ThrottleAPI
 from node.workers import BatchWorker
-from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
+from storage.abc import AuditMirrorAPI, BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.backends.local import LocalBlobStore
 from storage.backends.memory import InMemoryLRUCache
 from storage.backends.sqlite import SQLiteRecordIndex
 from storage.backends.sqlite_blobs import SQLiteBlobStore
+from storage.backends.sqlite_mirror import SQLiteAuditMirror
 from storage.models import RecordRow
 
 log = logging.getLogger(__name__)
@@ -48,13 +56,20 @@ class Node:
     keys: KeyStoreAPI
     blobs: BlobStoreAPI
     index: RecordIndexAPI
+    mirror: AuditMirrorAPI
     cache: CacheAPI
+    access: AccessDeciderAPI
     chain: ChainClientAPI
     auth: AuthStore
     directory: HospitalDirectory
     access_log: AccessLogQueueAPI
+    relays: ConsentRelayQueue
+    # (per requester, per hospital) token buckets; None when throttling is off.
+    throttles: tuple[ThrottleAPI, ThrottleAPI] | None
     anchorer: BatchWorker
     access_flusher: BatchWorker
+    relay_worker: BatchWorker
+    mirror_worker: BatchWorker
     uploads: Coalescer[UploadRequest, RecordRow]
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
     _closers: list[object] = field(default_factory=list)
@@ -65,20 +80,24 @@ class Node:
     def hospital(self) -> str:
         return self.chain.hospital
 
+    @property
+    def workers(self) -> tuple[BatchWorker, ...]:
+        return (self.anchorer, self.access_flusher, self.relay_worker, self.mirror_worker)
+
     def start(self) -> None:
         with self._lock:
             if not self._started:
-                self.anchorer.start()
-                self.access_flusher.start()
+                for worker in self.workers:
+                    worker.start()
                 self._started = True
 
     def stop(self) -> None:
         """Stop workers, flush what is queued (best effort), close everything."""
         with self._lock:
             self.uploads.close()  # commit in-flight uploads before the anchorer's last round
-            self.anchorer.stop()
-            self.access_flusher.stop()
-            for worker in (self.anchorer, self.access_flusher):
+            for worker in self.workers:
+                worker.stop()
+            for worker in self.workers:
                 try:
                     worker.flush_now()
                 except Exception:  # queues are durable: the next start drains them
@@ -124,47 +143,148 @@ def _bootstrap_admin_token(auth: AuthStore, data_dir: Path, notes: list[str]) ->
     notes.append(f"created an admin API token in {path}")
 
 
-def build_embedded_node(settings: Settings) -> Node:
-    """A node with no external services: py-evm chain, local blobs, SQLite, in-process cache,
-    software key store — all persisted under ``settings.data_dir``."""
+def _blob_store(settings: Settings, data_dir: Path) -> BlobStoreAPI:
+    s = settings.storage
+    if s.blob_backend == "ipfs":
+        from storage.backends.ipfs import IpfsClusterBlobStore
+
+        return IpfsClusterBlobStore(
+            s.ipfs_nodes, replication_min=s.replication_min, replication_max=s.replication_max
+        )
+    if s.blob_backend == "files":
+        return LocalBlobStore(data_dir / "blobs")
+    return SQLiteBlobStore(data_dir / "blobs.sqlite")
+
+
+def _record_index(settings: Settings, data_dir: Path) -> RecordIndexAPI:
+    s = settings.storage
+    if s.index_backend == "mysql":
+        from storage.backends.mysql import MySQLRecordIndex
+
+        return MySQLRecordIndex(
+            host=s.mysql_host,
+            port=s.mysql_port,
+            user=s.mysql_user,
+            password=s.mysql_password.get_secret_value(),
+            database=s.mysql_database,
+            pool_size=s.mysql_pool_size,
+            create_database_if_missing=True,
+        )
+    return SQLiteRecordIndex(data_dir / "index.sqlite")
+
+
+def _cache(settings: Settings) -> CacheAPI:
+    if settings.storage.cache_backend == "redis":
+        from storage.backends.redis import RedisCache
+
+        return RedisCache(settings.storage.redis_url)
+    return InMemoryLRUCache(settings.storage.cache_max_bytes)
+
+
+def _web3(
+    settings: Settings, account: SignerAccount, data_dir: Path, closers: list[object]
+) -> Web3:
+    if settings.chain.backend == "rpc":
+        from node.chain.external import connect_rpc, fund_account
+
+        w3 = connect_rpc(settings.chain.rpc_url)
+        if settings.chain.fund_dev_account:
+            fund_account(w3, account.address, settings.chain.funded_balance_wei)
+    else:
+        embedded = EmbeddedChain(
+            data_dir / "chain.sqlite",
+            funded_accounts={account.address: settings.chain.funded_balance_wei},
+        )
+        closers.append(embedded)
+        w3 = embedded.web3
+    # No signing middleware: Web3ChainClient signs every transaction itself.
+    return w3
+
+
+def _deployment(
+    settings: Settings, w3: Web3, account: SignerAccount, data_dir: Path, notes: list[str]
+) -> Deployment:
+    cs = settings.chain
+    if cs.backend == "embedded":
+        manifest = data_dir / "deployment.json"
+    else:
+        manifest = cs.deployment_manifest or data_dir / "deployments" / f"{cs.network}.json"
+    existed = manifest.exists()
+    deployment = ensure_deployment(
+        w3, manifest, account, [(account.address, settings.hospital_name)], network=cs.network
+    )
+    if not existed:
+        notes.append(f"deployed the contracts on chain {deployment.chain_id} ({manifest})")
+    return deployment
+
+
+def _throttles(settings: Settings) -> tuple[ThrottleAPI, ThrottleAPI] | None:
+    t = settings.throttle
+    if not t.enabled:
+        return None
+    from node.throttle import FallbackThrottle, LocalTokenBucket, RedisTokenBucket
+
+    def bucket(rate: float, burst: int, name: str) -> ThrottleAPI:
+        local = LocalTokenBucket(rate, burst)
+        if settings.storage.cache_backend != "redis":
+            return local
+        # Shared across node processes through Redis; local while Redis is down.
+        shared = RedisTokenBucket(
+            settings.storage.redis_url, rate=rate, burst=burst, prefix=f"emr:throttle:{name}:"
+        )
+        return FallbackThrottle(shared, local)
+
+    return (
+        bucket(t.requester_rate, t.requester_burst, "requester"),
+        bucket(t.hospital_rate, t.hospital_burst, "hospital"),
+    )
+
+
+def build_node(settings: Settings) -> Node:
+    """Assemble a node from ``settings``: the embedded default (py-evm chain, SQLite blobs and
+    index, in-process cache, software key store, all under ``data_dir``) or any mix of
+    production backends (IPFS, MySQL, Redis, external chain)."""
     data_dir = settings.resolved_data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     notes: list[str] = []
     closers: list[object] = []
-
-    keys = _open_keystore(settings, data_dir, notes)
-    closers.append(keys)
-    account = SignerAccount(keys.signer())
-
-    embedded = EmbeddedChain(
-        data_dir / "chain.sqlite",
-        funded_accounts={account.address: settings.chain.funded_balance_wei},
-    )
-    closers.append(embedded)
-    w3: Web3 = embedded.web3
-    w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
-    w3.eth.default_account = account.address
-
-    manifest = data_dir / "deployment.json"
-    if manifest.exists():
-        deployment = Deployment.load(manifest)
-    else:
-        deployment = deploy_contracts(w3, [(account.address, settings.hospital_name)])
-        deployment.save(manifest)
-        notes.append(f"deployed the contracts on the embedded chain ({manifest})")
-    chain = Web3ChainClient(w3, deployment, account)
-
-    blobs: BlobStoreAPI = (
-        SQLiteBlobStore(data_dir / "blobs.sqlite")
-        if settings.storage.blob_backend == "sqlite"
-        else LocalBlobStore(data_dir / "blobs")
-    )
-    index = SQLiteRecordIndex(data_dir / "index.sqlite")
-    cache = InMemoryLRUCache(settings.storage.cache_max_bytes)
+    if settings.mode == "production" and not settings.hsm.allow_software_in_production:
+        raise NodeError(
+            "production mode needs a hardware key store; to run with the software key store "
+            "anyway set EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION=true"
+        )
+    try:
+        keys = _open_keystore(settings, data_dir, notes)
+        closers.append(keys)
+        account = SignerAccount(keys.signer())
+        w3 = _web3(settings, account, data_dir, closers)
+        deployment = _deployment(settings, w3, account, data_dir, notes)
+        chain = Web3ChainClient(w3, deployment, account)
+        blobs = _blob_store(settings, data_dir)
+        closers.append(blobs)
+        index = _record_index(settings, data_dir)
+        closers.append(index)
+        # MySQL mirrors in its own tables; the SQLite index gets a mirror beside it.
+        mirror = (
+            index
+            if isinstance(index, AuditMirrorAPI)
+            else SQLiteAuditMirror(data_dir / "index.sqlite")
+        )
+        if mirror is not index:
+            closers.append(mirror)
+        cache = _cache(settings)
+        closers.append(cache)
+        throttles = _throttles(settings)
+        closers.extend(throttles or ())
+    except BaseException:
+        for closable in reversed(closers):
+            closable.close()  # type: ignore[attr-defined]
+        raise
     auth = AuthStore(data_dir / "node.sqlite")
     access_log = SQLiteAccessLogQueue(data_dir / "node.sqlite")
     directory = HospitalDirectory(data_dir / "node.sqlite")
-    closers += [blobs, index, cache, auth, access_log, directory]
+    relays = ConsentRelayQueue(data_dir / "node.sqlite")
+    closers += [auth, access_log, directory, relays]
     _bootstrap_admin_token(auth, data_dir, notes)
 
     cs = settings.chain
@@ -204,13 +324,29 @@ def build_embedded_node(settings: Settings) -> Node:
         keys=keys,
         blobs=blobs,
         index=index,
+        mirror=mirror,
         cache=cache,
+        access=CachedAccessDecider(chain, cache),
         chain=chain,
         auth=auth,
         directory=directory,
         access_log=access_log,
         anchorer=anchorer,
         uploads=uploads,
+        relays=relays,
+        throttles=throttles,
+        mirror_worker=BatchWorker(
+            "audit-mirror",
+            lambda: sync_mirror(chain=chain, mirror=mirror),
+            interval=cs.access_log_interval,
+            batch_size=1,  # any progress: go on until caught up
+        ),
+        relay_worker=BatchWorker(
+            "consent-relay",
+            lambda: drain_relays(chain=chain, queue=relays),
+            interval=cs.access_log_interval,
+            batch_size=100,
+        ),
         access_flusher=BatchWorker(
             "access-log",
             flush_accesses,
@@ -220,3 +356,35 @@ def build_embedded_node(settings: Settings) -> Node:
         notes=notes,
         _closers=closers,
     )
+
+
+def open_record_index(settings: Settings) -> RecordIndexAPI:
+    """The configured index alone (migrated on open), for maintenance commands."""
+    data_dir = settings.resolved_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _record_index(settings, data_dir)
+
+
+def repair_blobs(settings: Settings, progress: Callable[[int, int], None] | None = None) -> object:
+    """Re-pin every indexed blob whose replication fell below the minimum."""
+    data_dir = settings.resolved_data_dir
+    blobs = _blob_store(settings, data_dir)
+    repair = getattr(blobs, "repair", None)
+    if repair is None:
+        blobs.close()
+        raise ValueError(
+            f"the {settings.storage.blob_backend} blob store keeps no replicas to repair"
+        )
+    index = _record_index(settings, data_dir)
+
+    def cids() -> Iterator[str]:
+        offset = 0
+        while page := index.list_records(limit=1000, offset=offset):
+            yield from (row.cid for row in page)
+            offset += len(page)
+
+    try:
+        return repair(list(cids()), progress)  # a list: progress can show the total
+    finally:
+        index.close()
+        blobs.close()

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from node.api.errors import install_error_handlers
 from node.api.routers import admin, audit, auth, break_glass, consents, info, records
+from node.api.throttling import install_throttling
 from node.wiring import Node
 
 DESCRIPTION = """
@@ -38,6 +39,11 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
     app = FastAPI(title="emr-node", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.node = node
     install_error_handlers(app)
+    if node.throttles is not None:
+        requester, hospital = node.throttles
+        install_throttling(
+            app, requester=requester, hospital=hospital, hospital_address=node.hospital
+        )
     for module in (info, auth, records, consents, break_glass, audit, admin):
         app.include_router(module.router)
     return app

@@ -98,6 +98,16 @@ class ChainClientAPI(ABC):
     ) -> AccessBasis:
         """The first basis on which ``grantee`` may read the record now (NONE if none)."""
 
+    @abstractmethod
+    def access_expiry(
+        self, patient: str, grantee: str, record_id: bytes, category_hash: bytes, basis: AccessBasis
+    ) -> int:
+        """Unix time at which the consent or break-glass behind ``basis`` ends (0: none)."""
+
+    @abstractmethod
+    def consent_changes(self, from_block: int, to_block: int) -> list[tuple[str, int]]:
+        """(patient, block) of every grant, revocation and break-glass in the range."""
+
     # -- audit -----------------------------------------------------------------
     @abstractmethod
     def record_accesses(self, entries: Sequence[AccessEntry]) -> TxResult:

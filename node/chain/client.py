@@ -34,7 +34,7 @@ from node.chain.models import (
     TxResult,
 )
 from node.chain.reverts import as_reverted
-from node.consent.typed_data import AccessBasis
+from node.consent.typed_data import AccessBasis, ScopeKind
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +270,40 @@ class Web3ChainClient(ChainClientAPI):
             patient, grantee, record_id, category_hash
         )
         return AccessBasis(int(self._read(fn.call)))
+
+    def access_expiry(
+        self, patient: str, grantee: str, record_id: bytes, category_hash: bytes, basis: AccessBasis
+    ) -> int:
+        f = self._c["ConsentRegistry"].functions
+        if basis is AccessBasis.BREAK_GLASS:
+            # A record-specific or an all-records break-glass: the later one decides.
+            return max(
+                int(self._read(f.breakGlassExpiry(patient, grantee, record_id).call)),
+                int(self._read(f.breakGlassExpiry(patient, grantee, ZERO32).call)),
+            )
+        scope = {
+            AccessBasis.RECORD_CONSENT: (ScopeKind.RECORD, record_id),
+            AccessBasis.CATEGORY_CONSENT: (ScopeKind.CATEGORY, category_hash),
+            AccessBasis.ALL_CONSENT: (ScopeKind.ALL, ZERO32),
+        }.get(basis)
+        if scope is None:
+            return 0
+        return int(self._read(f.consentExpiry(patient, grantee, int(scope[0]), scope[1]).call))
+
+    def consent_changes(self, from_block: int, to_block: int) -> list[tuple[str, int]]:
+        names = ("ConsentGranted", "ConsentRevoked", "BreakGlassOpened")
+        sigs = ["0x" + t.hex() for t, (_c, abi) in self._events.items() if abi["name"] in names]
+        params: dict[str, Any] = {
+            "fromBlock": from_block,
+            "toBlock": to_block,
+            "address": self._deployment.consent_registry,
+            "topics": [sigs],
+        }
+        logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+        return [
+            (to_checksum_address(bytes(entry["topics"][1])[-20:]), int(entry["blockNumber"]))
+            for entry in logs
+        ]
 
     # -- audit -------------------------------------------------------------------
     def record_accesses(self, entries: Sequence[AccessEntry]) -> TxResult:

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,11 +34,13 @@ def _fail(message: str) -> None:
 def _build(settings: Settings):  # type: ignore[no-untyped-def]
     from hsm.exceptions import HSMError
     from node.chain.exceptions import ChainError
-    from node.wiring import build_embedded_node
+    from node.exceptions import NodeError
+    from node.wiring import build_node
+    from storage.exceptions import StorageError
 
     try:
-        return build_embedded_node(settings)
-    except (HSMError, ChainError, OSError) as err:
+        return build_node(settings)
+    except (HSMError, ChainError, StorageError, NodeError, OSError, ValueError) as err:
         _fail(f"cannot start the node: {err}")
 
 
@@ -174,33 +176,129 @@ def receipt(
         _fail(str(err))
 
 
-@app.command()
-def audit(
+audit_app = typer.Typer(help="The on-chain audit trail (auditor token).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+AuditorToken = Annotated[
+    str | None, typer.Option("--token", envvar="EMR_TOKEN", help="auditor API token")
+]
+
+
+def _print_json(call: Any) -> None:
+    import json
+
+    from node.client import ApiError
+
+    try:
+        typer.echo(json.dumps(call(), indent=2))
+    except ApiError as err:
+        _fail(str(err))
+
+
+@audit_app.command("events")
+def audit_events(
     patient: Annotated[str | None, typer.Option()] = None,
     record_id: Annotated[str | None, typer.Option("--record")] = None,
     actor: Annotated[str | None, typer.Option()] = None,
     since: Annotated[int | None, typer.Option(help="unix seconds")] = None,
     until: Annotated[int | None, typer.Option(help="unix seconds")] = None,
-    verify: Annotated[str | None, typer.Option(help="verify this record id instead")] = None,
+    mirror: Annotated[bool, typer.Option(help="read the SQL mirror instead of the chain")] = False,
     url: Url = "http://127.0.0.1:8700",
-    token: Annotated[str | None, typer.Option(envvar="EMR_TOKEN", help="auditor API token")] = None,
+    token: AuditorToken = None,
 ) -> None:
-    """List audit events from the chain, or verify a record against its anchor."""
-    import json
+    """List audit events by patient, record, actor and time."""
+    from node.client import EmrClient
 
+    with EmrClient(url, token) as client:
+        _print_json(
+            lambda: client.audit_events(
+                patient=patient,
+                record_id=record_id,
+                actor=actor,
+                since=since,
+                until=until,
+                source="mirror" if mirror else None,
+            )
+        )
+
+
+@audit_app.command("record")
+def audit_record(
+    record_id: str,
+    content_hash: Annotated[
+        str | None, typer.Option(help="0x sha256 of the content to check")
+    ] = None,
+    url: Url = "http://127.0.0.1:8700",
+    token: AuditorToken = None,
+) -> None:
+    """Verify a record's content hash against its anchored Merkle root."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        _print_json(lambda: client.verify(record_id, content_hash))
+
+
+@audit_app.command("verify")
+def audit_verify(url: Url = "http://127.0.0.1:8700", token: AuditorToken = None) -> None:
+    """Check the SQL audit mirror against the chain, event by event (exit 1 if they differ)."""
     from node.client import ApiError, EmrClient
 
+    with EmrClient(url, token) as client:
+        try:
+            report = client.verify_mirror()
+        except ApiError as err:
+            _fail(str(err))
+    import json
+
+    typer.echo(json.dumps(report, indent=2))
+    if not report["consistent"]:
+        raise typer.Exit(1)
+
+
+db_app = typer.Typer(help="The record index database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(data_dir: DataDir = None) -> None:
+    """Apply pending schema migrations to the configured index (MySQL or SQLite)."""
+    from node.wiring import open_record_index
+    from storage.exceptions import StorageError
+
+    settings = _settings(data_dir)
     try:
-        with EmrClient(url, token) as client:
-            if verify:
-                result = client.verify(verify)
-            else:
-                result = client.audit_events(
-                    patient=patient, record_id=record_id, actor=actor, since=since, until=until
-                )
-            typer.echo(json.dumps(result, indent=2))
-    except ApiError as err:
+        index = open_record_index(settings)
+    except (StorageError, ValueError) as err:
+        _fail(f"cannot open the index: {err}")
+    version = getattr(index, "schema_version", None)
+    typer.echo(f"{type(index).__name__}: schema version {version}")
+    index.close()
+
+
+storage_app = typer.Typer(help="Blob storage maintenance.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
+
+
+@storage_app.command("repair")
+def storage_repair(data_dir: DataDir = None) -> None:
+    """Re-pin every indexed blob whose replication fell below the minimum (IPFS)."""
+    from node.wiring import repair_blobs
+    from storage.exceptions import StorageError
+
+    settings = _settings(data_dir)
+
+    def progress(done: int, total: int) -> None:
+        typer.echo(f"\rchecked {done}/{total}", nl=False)
+
+    try:
+        report = repair_blobs(settings, progress)
+    except (StorageError, ValueError) as err:
         _fail(str(err))
+    typer.echo(
+        f"\nchecked {report.checked}: {report.healthy} healthy, {report.repaired} repaired, "  # type: ignore[attr-defined]
+        f"{report.degraded} still below the minimum, {report.unrecoverable} unrecoverable"  # type: ignore[attr-defined]
+    )
+    if report.degraded or report.unrecoverable:  # type: ignore[attr-defined]
+        raise typer.Exit(1)
 
 
 consent_app = typer.Typer(

@@ -15,7 +15,13 @@ import uvicorn
 from node.api.app import create_app
 from node.client import EmrClient
 from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings
-from node.wiring import Node, build_embedded_node
+from node.wiring import Node, build_node
+from tests.node.production import (
+    HardhatChain,
+    IpfsCluster,
+    ProductionServices,
+    drop_test_database,
+)
 
 
 def make_settings(data_dir: Path, **chain: object) -> Settings:
@@ -53,10 +59,11 @@ class RunningNode:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        drop_test_database(self.node.settings)
 
 
-def start_node(data_dir: Path, **chain: object) -> RunningNode:
-    node = build_embedded_node(make_settings(data_dir, **chain))
+def start_node(data_dir: Path, settings: Settings | None = None, **chain: object) -> RunningNode:
+    node = build_node(settings or make_settings(data_dir, **chain))
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -68,15 +75,42 @@ def start_node(data_dir: Path, **chain: object) -> RunningNode:
     deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
+            node.stop()
             raise RuntimeError("test node did not start")
         time.sleep(0.05)
     token = (data_dir / "admin-token").read_text().strip()
     return RunningNode(node, f"http://127.0.0.1:{port}", token, server, thread)
 
 
+@pytest.fixture(scope="session")
+def production_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionServices]:
+    services = ProductionServices(
+        IpfsCluster(tmp_path_factory.mktemp("ipfs"), 3),
+        HardhatChain(tmp_path_factory.mktemp("chain")),
+    )
+    try:
+        services.start()
+        yield services
+    finally:
+        services.stop()
+
+
 @pytest.fixture
-def running_node(tmp_path: Path) -> Iterator[RunningNode]:
+def embedded_node(tmp_path: Path) -> Iterator[RunningNode]:
     rn = start_node(tmp_path / "node")
+    yield rn
+    rn.stop()
+
+
+@pytest.fixture(params=["embedded", pytest.param("production", marks=pytest.mark.integration)])
+def running_node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningNode]:
+    """A node on the embedded default, and again on the production backends."""
+    data_dir = tmp_path / "node"
+    settings = None
+    if request.param == "production":
+        services: ProductionServices = request.getfixturevalue("production_services")
+        settings = services.settings(data_dir)
+    rn = start_node(data_dir, settings)
     yield rn
     rn.stop()
 

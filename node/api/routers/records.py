@@ -151,8 +151,9 @@ def read_content(record_id: str, node: NodeDep, wallet: WalletDep) -> Response:
             index=node.index,
             blobs=node.blobs,
             keys=node.keys,
-            chain=node.chain,
+            access=node.access,
             access_log=node.access_log,
+            cache=node.cache,
             affiliated_hospital=_affiliation(node, wallet.address),
         )
     finally:

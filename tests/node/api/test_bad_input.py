@@ -32,6 +32,12 @@ def _status(call) -> tuple[int, str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def running_node(embedded_node: RunningNode) -> RunningNode:
+    """Input validation does not depend on the backends: the embedded node is enough."""
+    return embedded_node
+
+
+@pytest.fixture
 def http(running_node: RunningNode) -> httpx.Client:
     with httpx.Client(base_url=running_node.url) as c:
         yield c  # type: ignore[misc]

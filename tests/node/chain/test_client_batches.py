@@ -15,9 +15,9 @@ from tests.node.conftest import make_settings
 
 
 def test_large_anchor_and_access_batches_fit_their_gas_limits(tmp_path: Path) -> None:
-    from node.wiring import build_embedded_node
+    from node.wiring import build_node
 
-    node = build_embedded_node(make_settings(tmp_path / "n"))
+    node = build_node(make_settings(tmp_path / "n"))
     try:
         chain = node.chain
         n = 1000
