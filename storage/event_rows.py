@@ -101,3 +101,28 @@ def row_event(row: Sequence[Any]) -> dict[str, Any]:
         "timestamp": int(row[6]),
         "args": decode_args(row[5]),
     }
+
+
+def event_filters(
+    placeholder: str,
+    *,
+    patient: str | None,
+    record_id: bytes | None,
+    actor: str | None,
+    since: int | None,
+    until: int | None,
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions and parameters for a mirror query (``placeholder``: ``?`` or ``%s``)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("patient =", patient),
+        ("subject =", None if record_id is None else bytes(record_id)),
+        ("actor =", actor),
+        ("block_time >=", since),
+        ("block_time <=", until),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {placeholder}")
+            params.append(value)
+    return clauses, params

@@ -30,7 +30,14 @@ from pymysql.connections import Connection as _Connection
 from pymysql.constants import CR, ER
 
 from storage.abc import AuditMirrorAPI, RecordIndexAPI
-from storage.event_rows import CONSENT_EVENTS, EVENT_COLUMNS, EVENT_SELECT, event_row, row_event
+from storage.event_rows import (
+    CONSENT_EVENTS,
+    EVENT_COLUMNS,
+    EVENT_SELECT,
+    event_filters,
+    event_row,
+    row_event,
+)
 from storage.exceptions import (
     BackendUnavailable,
     DuplicateRecord,
@@ -39,6 +46,7 @@ from storage.exceptions import (
     StorageError,
 )
 from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+from storage.record_rows import HASH_SIZE, check_hash, record_params, row_to_batch, row_to_record
 
 __all__ = ["CONSENT_EVENTS", "MIGRATIONS", "Migration", "MySQLRecordIndex"]
 
@@ -46,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-_HASH_SIZE = 32
 # Bound the length of one statement built with an IN (...) list.
 _CHUNK = 1000
 _DEADLOCK_ATTEMPTS = 3
@@ -222,61 +229,6 @@ def _placeholders(n: int) -> str:
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _row_to_record(row: Sequence[Any]) -> RecordRow:
-    return RecordRow(
-        record_id=bytes(row[0]),
-        patient=row[1],
-        category=row[2],
-        content_type=row[3],
-        cid=row[4],
-        content_hash=bytes(row[5]),
-        size=int(row[6]),
-        wrapped_key=bytes(row[7]),
-        kek_version=int(row[8]),
-        creator=row[9],
-        created_at=int(row[10]),
-        previous_id=None if row[11] is None else bytes(row[11]),
-    )
-
-
-def _row_to_batch(row: Sequence[Any]) -> AnchorBatch:
-    return AnchorBatch(
-        batch_id=int(row[0]),
-        root=bytes(row[1]),
-        tx_hash=bytes(row[2]),
-        block_number=int(row[3]),
-        hospital=row[4],
-        count=int(row[5]),
-        anchored_at=int(row[6]),
-    )
-
-
-def _check_hash(value: bytes, what: str) -> None:
-    if not isinstance(value, bytes) or len(value) != _HASH_SIZE:
-        raise ValueError(f"{what} must be {_HASH_SIZE} bytes")
-
-
-def _record_params(row: RecordRow) -> tuple[Any, ...]:
-    _check_hash(row.record_id, "record_id")
-    _check_hash(row.content_hash, "content_hash")
-    if row.previous_id is not None:
-        _check_hash(row.previous_id, "previous_id")
-    return (
-        row.record_id,
-        row.patient,
-        row.category,
-        row.content_type,
-        row.cid,
-        row.content_hash,
-        row.size,
-        row.wrapped_key,
-        row.kek_version,
-        row.creator,
-        row.created_at,
-        row.previous_id,
-    )
 
 
 def _error_code(err: BaseException) -> int | None:
@@ -655,7 +607,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
     # -- RecordIndexAPI ------------------------------------------------------------------
 
     def add_records(self, rows: Sequence[RecordRow]) -> None:
-        params = [_record_params(row) for row in rows]
+        params = [record_params(row) for row in rows]
         if not params:
             return
 
@@ -688,7 +640,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         row = self._run(work)
         if row is None:
             raise RecordNotFound(f"no record {bytes(record_id).hex()}")
-        return _row_to_record(row)
+        return row_to_record(row)
 
     def list_records(
         self,
@@ -717,7 +669,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
             )
             return cur.fetchall()
 
-        return [_row_to_record(r) for r in self._run(work)]
+        return [row_to_record(r) for r in self._run(work)]
 
     def pending_anchors(self, limit: int) -> list[RecordRow]:
         if limit < 0:
@@ -731,7 +683,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
             )
             return cur.fetchall()
 
-        return [_row_to_record(r) for r in self._run(work)]
+        return [row_to_record(r) for r in self._run(work)]
 
     def count_pending_anchors(self) -> int:
         def work(cur: pymysql.cursors.Cursor) -> int:
@@ -742,14 +694,14 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         return self._run(work)
 
     def mark_anchored(self, batch: AnchorBatch, receipts: Mapping[bytes, AnchorReceipt]) -> None:
-        _check_hash(batch.root, "batch root")
+        check_hash(batch.root, "batch root")
         receipt_params: list[tuple[bytes, int, bytes, bytes]] = []
         for record_id, receipt in receipts.items():
             if receipt.record_id != record_id:
                 raise ValueError("receipt filed under another record's id")
-            _check_hash(receipt.leaf, "leaf")
+            check_hash(receipt.leaf, "leaf")
             for node in receipt.proof:
-                _check_hash(node, "proof node")
+                check_hash(node, "proof node")
             receipt_params.append(
                 (record_id, batch.batch_id, receipt.leaf, b"".join(receipt.proof))
             )
@@ -780,7 +732,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
                     (batch.batch_id,),
                 )
                 existing = cur.fetchone()
-                if existing is None or _row_to_batch(existing) != batch:
+                if existing is None or row_to_batch(existing) != batch:
                     raise IntegrityError(
                         f"batch {batch.batch_id} is stored with other contents"
                     ) from err
@@ -834,8 +786,8 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         return AnchorReceipt(
             record_id=bytes(record_id),
             leaf=bytes(row[0]),
-            proof=[proof[i : i + _HASH_SIZE] for i in range(0, len(proof), _HASH_SIZE)],
-            batch=_row_to_batch(row[2:]),
+            proof=[proof[i : i + HASH_SIZE] for i in range(0, len(proof), HASH_SIZE)],
+            batch=row_to_batch(row[2:]),
         )
 
     def get_batch(self, batch_id: int) -> AnchorBatch:
@@ -849,7 +801,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         row = self._run(work)
         if row is None:
             raise RecordNotFound(f"no anchored batch {batch_id}")
-        return _row_to_batch(row)
+        return row_to_batch(row)
 
     # -- chain event mirror --------------------------------------------------------------
 
@@ -916,18 +868,9 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         """
         if limit < 0:
             raise ValueError("limit must not be negative")
-        clauses: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            ("patient = %s", patient),
-            ("subject = %s", None if record_id is None else bytes(record_id)),
-            ("actor = %s", actor),
-            ("block_time >= %s", since),
-            ("block_time <= %s", until),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
+        clauses, params = event_filters(
+            "%s", patient=patient, record_id=record_id, actor=actor, since=since, until=until
+        )
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         order = "ORDER BY block_number, log_index LIMIT %s"
         # Each side is limited too, so neither table is read past what can be returned.

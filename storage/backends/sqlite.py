@@ -25,12 +25,12 @@ from storage.exceptions import (
     StorageError,
 )
 from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+from storage.record_rows import HASH_SIZE, check_hash, record_params, row_to_batch, row_to_record
 
 __all__ = ["MIGRATIONS", "SQLiteRecordIndex"]
 
 logger = logging.getLogger(__name__)
 
-_HASH_SIZE = 32
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # v1: records, the anchor outbox, anchored batches and per-record receipts.
@@ -84,61 +84,6 @@ _RECORD_COLUMNS = (
 )
 _BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
 _NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
-
-
-def _row_to_record(row: Sequence[Any]) -> RecordRow:
-    return RecordRow(
-        record_id=bytes(row[0]),
-        patient=row[1],
-        category=row[2],
-        content_type=row[3],
-        cid=row[4],
-        content_hash=bytes(row[5]),
-        size=row[6],
-        wrapped_key=bytes(row[7]),
-        kek_version=row[8],
-        creator=row[9],
-        created_at=row[10],
-        previous_id=None if row[11] is None else bytes(row[11]),
-    )
-
-
-def _row_to_batch(row: Sequence[Any]) -> AnchorBatch:
-    return AnchorBatch(
-        batch_id=row[0],
-        root=bytes(row[1]),
-        tx_hash=bytes(row[2]),
-        block_number=row[3],
-        hospital=row[4],
-        count=row[5],
-        anchored_at=row[6],
-    )
-
-
-def _check_hash(value: bytes, what: str) -> None:
-    if not isinstance(value, bytes) or len(value) != _HASH_SIZE:
-        raise ValueError(f"{what} must be {_HASH_SIZE} bytes")
-
-
-def _record_params(row: RecordRow) -> tuple[Any, ...]:
-    _check_hash(row.record_id, "record_id")
-    _check_hash(row.content_hash, "content_hash")
-    if row.previous_id is not None:
-        _check_hash(row.previous_id, "previous_id")
-    return (
-        row.record_id,
-        row.patient,
-        row.category,
-        row.content_type,
-        row.cid,
-        row.content_hash,
-        row.size,
-        row.wrapped_key,
-        row.kek_version,
-        row.creator,
-        row.created_at,
-        row.previous_id,
-    )
 
 
 def _record_exists(conn: sqlite3.Connection, record_id: bytes) -> bool:
@@ -249,7 +194,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
             conn.execute("COMMIT")
 
     def add_records(self, rows: Sequence[RecordRow]) -> None:
-        params = [_record_params(row) for row in rows]
+        params = [record_params(row) for row in rows]
         if not params:
             return
         with self._transaction() as conn:
@@ -275,7 +220,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
             ).fetchone()
         if row is None:
             raise RecordNotFound(f"no record {bytes(record_id).hex()}")
-        return _row_to_record(row)
+        return row_to_record(row)
 
     def list_records(
         self,
@@ -301,7 +246,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
                 f"SELECT {_RECORD_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
-        return [_row_to_record(r) for r in rows]
+        return [row_to_record(r) for r in rows]
 
     def pending_anchors(self, limit: int) -> list[RecordRow]:
         if limit < 0:
@@ -313,21 +258,21 @@ class SQLiteRecordIndex(RecordIndexAPI):
                 "JOIN records r ON r.record_id = o.record_id ORDER BY o.seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [_row_to_record(r) for r in rows]
+        return [row_to_record(r) for r in rows]
 
     def count_pending_anchors(self) -> int:
         with self._connection() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM anchor_outbox").fetchone()[0])
 
     def mark_anchored(self, batch: AnchorBatch, receipts: Mapping[bytes, AnchorReceipt]) -> None:
-        _check_hash(batch.root, "batch root")
+        check_hash(batch.root, "batch root")
         receipt_params: list[tuple[bytes, int, bytes, bytes]] = []
         for record_id, receipt in receipts.items():
             if receipt.record_id != record_id:
                 raise ValueError("receipt filed under another record's id")
-            _check_hash(receipt.leaf, "leaf")
+            check_hash(receipt.leaf, "leaf")
             for node in receipt.proof:
-                _check_hash(node, "proof node")
+                check_hash(node, "proof node")
             receipt_params.append(
                 (record_id, batch.batch_id, receipt.leaf, b"".join(receipt.proof))
             )
@@ -353,7 +298,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
                     f"SELECT {_BATCH_COLUMNS} FROM anchor_batches WHERE batch_id = ?",
                     (batch.batch_id,),
                 ).fetchone()
-                if _row_to_batch(existing) != batch:
+                if row_to_batch(existing) != batch:
                     raise IntegrityError(f"batch {batch.batch_id} is stored with other contents")
             for params in receipt_params:
                 if not _record_exists(conn, params[0]):
@@ -387,8 +332,8 @@ class SQLiteRecordIndex(RecordIndexAPI):
         return AnchorReceipt(
             record_id=bytes(record_id),
             leaf=bytes(row[0]),
-            proof=[proof[i : i + _HASH_SIZE] for i in range(0, len(proof), _HASH_SIZE)],
-            batch=_row_to_batch(row[2:]),
+            proof=[proof[i : i + HASH_SIZE] for i in range(0, len(proof), HASH_SIZE)],
+            batch=row_to_batch(row[2:]),
         )
 
     def get_batch(self, batch_id: int) -> AnchorBatch:
@@ -398,7 +343,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
             ).fetchone()
         if row is None:
             raise RecordNotFound(f"no anchored batch {batch_id}")
-        return _row_to_batch(row)
+        return row_to_batch(row)
 
     def close(self) -> None:
         with self._lock:

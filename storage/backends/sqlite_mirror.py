@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.abc import AuditMirrorAPI
-from storage.event_rows import EVENT_COLUMNS, EVENT_SELECT, event_row, row_event
+from storage.event_rows import EVENT_COLUMNS, EVENT_SELECT, event_filters, event_row, row_event
 from storage.exceptions import BackendUnavailable
 
 _SCHEMA = [
@@ -70,17 +70,9 @@ class SQLiteAuditMirror(AuditMirrorAPI):
         until: int | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        clauses, params = [], []
-        for clause, value in (
-            ("patient = ?", patient),
-            ("subject = ?", None if record_id is None else bytes(record_id)),
-            ("actor = ?", actor),
-            ("block_time >= ?", since),
-            ("block_time <= ?", until),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
+        clauses, params = event_filters(
+            "?", patient=patient, record_id=record_id, actor=actor, since=since, until=until
+        )
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             rows = self._conn.execute(

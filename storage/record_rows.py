@@ -1,0 +1,66 @@
+"""Records and anchor batches as SQL rows, shared by the SQLite and MySQL indexes: one
+column order, one set of checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from storage.models import AnchorBatch, RecordRow
+
+HASH_SIZE = 32
+
+
+def row_to_record(row: Sequence[Any]) -> RecordRow:
+    return RecordRow(
+        record_id=bytes(row[0]),
+        patient=row[1],
+        category=row[2],
+        content_type=row[3],
+        cid=row[4],
+        content_hash=bytes(row[5]),
+        size=int(row[6]),
+        wrapped_key=bytes(row[7]),
+        kek_version=int(row[8]),
+        creator=row[9],
+        created_at=int(row[10]),
+        previous_id=None if row[11] is None else bytes(row[11]),
+    )
+
+
+def row_to_batch(row: Sequence[Any]) -> AnchorBatch:
+    return AnchorBatch(
+        batch_id=int(row[0]),
+        root=bytes(row[1]),
+        tx_hash=bytes(row[2]),
+        block_number=int(row[3]),
+        hospital=row[4],
+        count=int(row[5]),
+        anchored_at=int(row[6]),
+    )
+
+
+def check_hash(value: bytes, what: str) -> None:
+    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+        raise ValueError(f"{what} must be {HASH_SIZE} bytes")
+
+
+def record_params(row: RecordRow) -> tuple[Any, ...]:
+    check_hash(row.record_id, "record_id")
+    check_hash(row.content_hash, "content_hash")
+    if row.previous_id is not None:
+        check_hash(row.previous_id, "previous_id")
+    return (
+        row.record_id,
+        row.patient,
+        row.category,
+        row.content_type,
+        row.cid,
+        row.content_hash,
+        row.size,
+        row.wrapped_key,
+        row.kek_version,
+        row.creator,
+        row.created_at,
+        row.previous_id,
+    )
