@@ -9,6 +9,7 @@ record on-chain after the last upload.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -83,7 +84,25 @@ def bench_flow(n: int, size: int, batch: int) -> dict[str, Any]:
     }
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def production_env(rpc_url: str, ipfs_nodes: list[str]) -> dict[str, str]:
+    """Settings for a production-mode node against running services (fresh database)."""
+    return {
+        "EMR_MODE": "production",
+        "EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION": "true",
+        "EMR_CHAIN__RPC_URL": rpc_url,
+        "EMR_CHAIN__NETWORK": "bench",
+        "EMR_CHAIN__FUND_DEV_ACCOUNT": "true",
+        "EMR_STORAGE__IPFS_NODES": json.dumps(ipfs_nodes),
+        "EMR_STORAGE__REPLICATION_MIN": str(min(2, len(ipfs_nodes))),
+        "EMR_STORAGE__REPLICATION_MAX": str(min(2, len(ipfs_nodes))),
+        "EMR_STORAGE__MYSQL_DATABASE": "emr_bench_" + secrets.token_hex(4),
+        "EMR_THROTTLE__ENABLED": "false",
+    }
+
+
+def _serve(
+    data_dir: Path, port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``emr-node run`` in its own process, as a hospital runs it."""
     env = dict(
         os.environ,
@@ -91,6 +110,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         EMR_HSM__PASSPHRASE="bench",
         EMR_HSM__SCRYPT_N="1024",
         EMR_CHAIN__ANCHOR_INTERVAL="0.5",
+        **(extra_env or {}),
     )
     cmd = [sys.executable, "-m", "node.cli.main", "run", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -112,11 +132,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_http(n: int, size: int, concurrency: int) -> dict[str, Any]:
+def bench_http(
+    n: int, size: int, concurrency: int, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = _serve(Path(tmp), port)
+        proc = _serve(Path(tmp), port, extra_env)
         try:
             admin = (Path(tmp) / "admin-token").read_text().strip()
             with httpx.Client(base_url=url) as c:

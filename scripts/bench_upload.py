@@ -1,17 +1,32 @@
-"""Upload throughput on the embedded default. Usage:
+"""Upload throughput. Usage:
 .venv/bin/python scripts/bench_upload.py [--records 5000] [--size 4096]
+    embedded default: the upload flow in process, then HTTP against `emr-node run`
+.venv/bin/python scripts/bench_upload.py --production [--rpc-url URL] [--ipfs URL ...]
+    HTTP against a production-mode node; start the services first:
+    scripts/services.sh start; scripts/ipfs.sh start 2; scripts/chain.sh start
 """
 
 import argparse
 import json
 
-from node.bench import bench_flow, bench_http
+from node.bench import bench_flow, bench_http, production_env
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+)
 parser.add_argument("--records", type=int, default=5000)
 parser.add_argument("--size", type=int, default=4096)
 parser.add_argument("--batch", type=int, default=500)
-parser.add_argument("--concurrency", type=int, default=8)
+parser.add_argument("--concurrency", type=int, default=16)
+parser.add_argument("--production", action="store_true")
+parser.add_argument("--rpc-url", default="http://127.0.0.1:8545")
+parser.add_argument("--ipfs", nargs="+", default=["http://127.0.0.1:5001", "http://127.0.0.1:5002"])
 args = parser.parse_args()
-print(json.dumps({"flow": bench_flow(args.records, args.size, args.batch)}))
-print(json.dumps({"http": bench_http(args.records, args.size, args.concurrency)}))
+if args.production:
+    env = production_env(args.rpc_url, args.ipfs)
+    print(
+        json.dumps({"http_production": bench_http(args.records, args.size, args.concurrency, env)})
+    )
+else:
+    print(json.dumps({"flow": bench_flow(args.records, args.size, args.batch)}))
+    print(json.dumps({"http": bench_http(args.records, args.size, args.concurrency)}))
