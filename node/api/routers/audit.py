@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from node.api.deps import NodeDep, PrincipalDep
-from node.api.schemas.common import _address, _hex32, to_bytes, to_hex
+from node.api.schemas.common import parse_address, parse_hex32, to_hex
 from node.audit.mirror import verify_mirror
 from node.auth.principal import Role, WalletPrincipal
 from node.chain.models import AuditEvent
-from node.exceptions import Forbidden, InvalidRequest
+from node.exceptions import Forbidden
 from node.flows.audit_trail import verify_record
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -47,15 +47,6 @@ def _jsonable(value: Any) -> Any:
     return to_hex(value) if isinstance(value, bytes) else value
 
 
-def _opt(parse: Any, name: str, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return parse(value)
-    except ValueError as err:
-        raise InvalidRequest(f"{name}: {err}") from None
-
-
 @router.get(
     "/events",
     response_model=list[AuditEventOut],
@@ -76,9 +67,9 @@ def events(
         Query(description="chain: the logs themselves; mirror: the SQL copy (fast, may lag)"),
     ] = "chain",
 ) -> list[AuditEventOut]:
-    patient = _opt(_address, "patient", patient)
-    rid = _opt(lambda v: to_bytes(_hex32(v)), "record_id", record_id)
-    actor = _opt(_address, "actor", actor)
+    patient = parse_address("patient", patient) if patient is not None else None
+    rid = parse_hex32("record_id", record_id) if record_id is not None else None
+    actor = parse_address("actor", actor) if actor is not None else None
     if isinstance(principal, WalletPrincipal):
         if patient not in (None, principal.address):
             raise Forbidden("a wallet may read only its own audit trail")
@@ -133,8 +124,8 @@ def verify(
 ) -> VerificationOut:
     if isinstance(principal, WalletPrincipal) or not principal.has(Role.AUDITOR):
         raise Forbidden("verification needs an auditor token")
-    rid = _opt(lambda v: to_bytes(_hex32(v)), "record_id", record_id)
-    claimed = _opt(lambda v: to_bytes(_hex32(v)), "content_hash", content_hash)
+    rid = parse_hex32("record_id", record_id)
+    claimed = parse_hex32("content_hash", content_hash) if content_hash is not None else None
     v = verify_record(
         rid,
         index=node.index,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from node.api.deps import HospitalDep, NodeDep, PrincipalDep, WalletDep
-from node.api.schemas.common import _address, _hex32, to_bytes
+from node.api.schemas.common import parse_address, parse_hex32
 from node.api.schemas.records import ReceiptPublic, RecordPublic
 from node.auth.principal import Role, TokenPrincipal, WalletPrincipal
 from node.exceptions import Forbidden, InvalidRequest, PayloadTooLarge
@@ -22,13 +22,6 @@ router = APIRouter(prefix="/records", tags=["records"])
 
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;.*)?$")
-
-
-def _record_id(value: str) -> bytes:
-    try:
-        return to_bytes(_hex32(value))
-    except ValueError as err:
-        raise InvalidRequest(f"record id: {err}") from None
 
 
 def _may_see_metadata(principal: PrincipalDep, row: RecordRow) -> None:
@@ -57,10 +50,7 @@ def upload(
     previous_id: Annotated[str | None, Form(description="record this one supersedes")] = None,
 ) -> RecordPublic:
     limit = node.settings.api.max_upload_bytes
-    try:
-        patient_address = _address(patient)
-    except ValueError as err:
-        raise InvalidRequest(f"patient: {err}") from None
+    patient_address = parse_address("patient", patient)
     if not _CATEGORY.match(category):
         raise InvalidRequest("category: 1-64 of a-z 0-9 _ . - starting with a letter or digit")
     media_type = content_type or file.content_type or "application/octet-stream"
@@ -71,7 +61,7 @@ def upload(
         raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
     if not content:
         raise InvalidRequest("the uploaded file is empty")
-    prev = _record_id(previous_id) if previous_id else None
+    prev = parse_hex32("record id", previous_id) if previous_id else None
     request = UploadRequest(patient_address, category, media_type, content, prev)
     check_upload(request, node.index)  # a bad request must not fail its batch-mates
     row = node.uploads.submit(request)
@@ -92,10 +82,7 @@ def list_records(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[RecordPublic]:
     if patient is not None:
-        try:
-            patient = _address(patient)
-        except ValueError as err:
-            raise InvalidRequest(f"patient: {err}") from None
+        patient = parse_address("patient", patient)
     if isinstance(principal, WalletPrincipal):
         if patient not in (None, principal.address):
             raise Forbidden("a wallet may list only its own records")
@@ -112,7 +99,7 @@ def list_records(
     summary="Record metadata (hospital, auditor, patient)",
 )
 def get_metadata(record_id: str, node: NodeDep, principal: PrincipalDep) -> RecordPublic:
-    rid = _record_id(record_id)
+    rid = parse_hex32("record id", record_id)
     row = node.index.get_record(rid)
     _may_see_metadata(principal, row)
     return RecordPublic.of(row, anchored=node.index.get_receipt(rid) is not None)
@@ -124,7 +111,7 @@ def get_metadata(record_id: str, node: NodeDep, principal: PrincipalDep) -> Reco
     summary="Anchoring receipt: tx hash, root and Merkle proof (hospital, auditor, patient)",
 )
 def receipt(record_id: str, node: NodeDep, principal: PrincipalDep) -> ReceiptPublic:
-    rid = _record_id(record_id)
+    rid = parse_hex32("record id", record_id)
     row = node.index.get_record(rid)
     _may_see_metadata(principal, row)
     return ReceiptPublic.of(rid, node.index.get_receipt(rid))
@@ -143,7 +130,7 @@ def _affiliation(node: Node, address: str) -> str | None:
     },
 )
 def read_content(record_id: str, node: NodeDep, wallet: WalletDep) -> Response:
-    rid = _record_id(record_id)
+    rid = parse_hex32("record id", record_id)
     try:
         result = read_record(
             rid,

@@ -7,6 +7,8 @@ from typing import Annotated
 from eth_utils import is_address, to_checksum_address
 from pydantic import AfterValidator
 
+from node.exceptions import InvalidRequest
+
 
 def _address(value: str) -> str:
     if not isinstance(value, str) or not is_address(value):
@@ -37,6 +39,22 @@ def _hexbytes(value: str) -> str:
 Address = Annotated[str, AfterValidator(_address)]
 Hex32 = Annotated[str, AfterValidator(_hex32)]
 HexBytes = Annotated[str, AfterValidator(_hexbytes)]
+
+
+def parse_address(name: str, value: str) -> str:
+    """A request field (form, query, path) as a checksummed address; 400 naming the field."""
+    try:
+        return _address(value)
+    except ValueError as err:
+        raise InvalidRequest(f"{name}: {err}") from None
+
+
+def parse_hex32(name: str, value: str) -> bytes:
+    """A request field (form, query, path) as 32 bytes; 400 naming the field."""
+    try:
+        return to_bytes(_hex32(value))
+    except ValueError as err:
+        raise InvalidRequest(f"{name}: {err}") from None
 
 
 def to_bytes(hex_value: str) -> bytes:
