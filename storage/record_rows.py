@@ -64,3 +64,17 @@ def record_params(row: RecordRow) -> tuple[Any, ...]:
         row.created_at,
         row.previous_id,
     )
+
+
+def record_filters(
+    placeholder: str, *, patient: str | None, creator: str | None, category: str | None
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions and parameters for ``list_records`` (``placeholder``: ``?`` or ``%s``).
+    Column names come from this fixed list, values only through placeholders."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (("patient", patient), ("creator", creator), ("category", category)):
+        if value is not None:
+            clauses.append(f"{column} = {placeholder}")
+            params.append(value)
+    return clauses, params

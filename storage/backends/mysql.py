@@ -46,7 +46,14 @@ from storage.exceptions import (
     StorageError,
 )
 from storage.models import AnchorBatch, AnchorReceipt, RecordRow
-from storage.record_rows import HASH_SIZE, check_hash, record_params, row_to_batch, row_to_record
+from storage.record_rows import (
+    HASH_SIZE,
+    check_hash,
+    record_filters,
+    record_params,
+    row_to_batch,
+    row_to_record,
+)
 
 __all__ = ["CONSENT_EVENTS", "MIGRATIONS", "Migration", "MySQLRecordIndex"]
 
@@ -653,13 +660,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
     ) -> list[RecordRow]:
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must not be negative")
-        clauses: list[str] = []
-        params: list[Any] = []
-        # Column names come from this fixed list, values only through placeholders.
-        for column, value in (("patient", patient), ("creator", creator), ("category", category)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
+        clauses, params = record_filters("%s", patient=patient, creator=creator, category=category)
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
 
         def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:

@@ -14,7 +14,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from storage.abc import RecordIndexAPI
 from storage.exceptions import (
@@ -25,7 +24,14 @@ from storage.exceptions import (
     StorageError,
 )
 from storage.models import AnchorBatch, AnchorReceipt, RecordRow
-from storage.record_rows import HASH_SIZE, check_hash, record_params, row_to_batch, row_to_record
+from storage.record_rows import (
+    HASH_SIZE,
+    check_hash,
+    record_filters,
+    record_params,
+    row_to_batch,
+    row_to_record,
+)
 
 __all__ = ["MIGRATIONS", "SQLiteRecordIndex"]
 
@@ -233,13 +239,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
     ) -> list[RecordRow]:
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must not be negative")
-        clauses: list[str] = []
-        params: list[Any] = []
-        # Column names come from this fixed list, values only through placeholders.
-        for column, value in (("patient", patient), ("creator", creator), ("category", category)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        clauses, params = record_filters("?", patient=patient, creator=creator, category=category)
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         with self._connection() as conn:
             rows = conn.execute(
