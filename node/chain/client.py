@@ -290,14 +290,16 @@ class Web3ChainClient(ChainClientAPI):
             return 0
         return int(self._read(f.consentExpiry(patient, grantee, int(scope[0]), scope[1]).call))
 
+    def _topic0(self, names: Sequence[str]) -> list[str]:
+        """Event-signature topics of the named events, for a get_logs OR filter."""
+        return ["0x" + t.hex() for t, (_c, abi) in self._events.items() if abi["name"] in names]
+
     def consent_changes(self, from_block: int, to_block: int) -> list[tuple[str, int]]:
-        names = ("ConsentGranted", "ConsentRevoked", "BreakGlassOpened")
-        sigs = ["0x" + t.hex() for t, (_c, abi) in self._events.items() if abi["name"] in names]
         params: dict[str, Any] = {
             "fromBlock": from_block,
             "toBlock": to_block,
             "address": self._deployment.consent_registry,
-            "topics": [sigs],
+            "topics": [self._topic0(_AUDIT_EVENTS["ConsentRegistry"])],
         }
         logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
         return [
@@ -328,9 +330,8 @@ class Web3ChainClient(ChainClientAPI):
         names = [n for group in _AUDIT_EVENTS.values() for n in group]
         if patient is None and record_id is None:
             names.append("BatchAnchored")  # topics (batchId, root, hospital): actor still applies
-        sigs = ["0x" + t.hex() for t, (_c, abi) in self._events.items() if abi["name"] in names]
         topics: list[Any] = [
-            sigs,
+            self._topic0(names),
             topic_addr(patient),
             None if record_id is None else "0x" + record_id.hex(),
             topic_addr(actor),
