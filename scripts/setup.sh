@@ -16,7 +16,8 @@ stamp=.venv/.emr-installed
 want="$(sha256sum pyproject.toml | cut -c1-16)-$dev"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  if (( dev )); then .venv/bin/pip install -q -e ".[dev]"; else .venv/bin/pip install -q -e .; fi
+  if (( dev )); then .venv/bin/pip install -q --only-binary groth16py -e ".[dev]"
+  else .venv/bin/pip install -q --only-binary groth16py -e .; fi
   echo "$want" > "$stamp"
 fi
 
