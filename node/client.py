@@ -81,6 +81,10 @@ class EmrClient:
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         return self._call(method, path, **kw).json()
 
+    @property
+    def zk(self) -> ZkApi:
+        return ZkApi(self)
+
     # -- node ------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         return self._json("GET", "/info")
@@ -221,3 +225,38 @@ class EmrClient:
     def verify(self, record_id: str, content_hash: str | None = None) -> dict[str, Any]:
         params = {"content_hash": content_hash} if content_hash else {}
         return self._json("GET", f"/audit/records/{record_id}/verify", params=params)
+
+
+class ZkApi:
+    """The node's zero-knowledge endpoints (``EmrClient.zk``)."""
+
+    def __init__(self, client: EmrClient) -> None:
+        self._c = client
+
+    def info(self) -> dict[str, Any]:
+        return self._c._json("GET", "/zk")
+
+    def proving_key(self) -> bytes:
+        return self._c._call("GET", "/zk/proving-key").content
+
+    def add_credentials(self, commitments: list[int]) -> dict[str, Any]:
+        body = {"commitments": [str(c) for c in commitments]}
+        return self._c._json("POST", "/zk/credentials", json=body)
+
+    def revoke_credential(self, commitment: int) -> dict[str, Any]:
+        return self._c._json("POST", "/zk/credentials/revoke", json={"commitment": str(commitment)})
+
+    def path(self, commitment: int) -> dict[str, Any]:
+        return self._c._json("GET", f"/zk/credentials/{commitment}/path")
+
+    def set_policy(self, category: str, roles: list[str]) -> dict[str, Any]:
+        return self._c._json("PUT", f"/zk/policies/{category}", json={"roles": roles})
+
+    def policy(self, category: str) -> dict[str, Any]:
+        return self._c._json("GET", f"/zk/policies/{category}")
+
+    def record_policy(self, record_id: str) -> dict[str, Any]:
+        return self._c._json("GET", f"/zk/records/{record_id}/policy")
+
+    def read(self, record_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._c._json("POST", f"/zk/records/{record_id}/read", json=body)

@@ -67,6 +67,33 @@ class ChainSettings(BaseModel):
     funded_balance_wei: int = 10**30
 
 
+class ZkSettings(BaseModel):
+    """Anonymous clinician access with ClinicianAccess proofs (Groth16, BN254)."""
+
+    enabled: bool = True
+    # dev: single-party keys, generated once into keys_dir (tests, trials; the one who ran
+    # the setup could forge proofs). ceremony: the consortium's final zkey and verification
+    # key from `emr-node zk ceremony finalize`.
+    keys: Literal["dev", "ceremony"] = "dev"
+    keys_dir: Path = Path("~/.cache/emr-node/zk")  # dev keys, shared by the nodes of a machine
+    ceremony_zkey: Path | None = None
+    ceremony_vk: Path | None = None
+    allow_dev_keys_in_production: bool = False
+    deployment_manifest: Path | None = None  # default beside the chain's manifest
+    # The gate accepts a proof whose current_time is at most this old / this far ahead.
+    max_proof_age: int = Field(3600, ge=60)
+    max_clock_skew: int = Field(900, ge=0)
+    # Anonymous reads wait up to batch_window to share one gate transaction.
+    batch_window: float = Field(0.2, ge=0, le=5)
+    max_batch: int = Field(16, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _ceremony_files(self) -> ZkSettings:
+        if self.keys == "ceremony" and (self.ceremony_zkey is None or self.ceremony_vk is None):
+            raise ValueError("keys=ceremony needs ceremony_zkey and ceremony_vk")
+        return self
+
+
 class ThrottleSettings(BaseModel):
     """Token buckets per requester and per hospital (429 with Retry-After when empty)."""
 
@@ -105,6 +132,7 @@ class Settings(BaseSettings):
     chain: ChainSettings = ChainSettings()
     api: ApiSettings = ApiSettings()
     throttle: ThrottleSettings = ThrottleSettings()
+    zk: ZkSettings = ZkSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import secrets
@@ -37,6 +39,7 @@ from node.flows.upload_record import UploadRequest, upload_records
 from node.settings import Settings
 from node.throttle import ThrottleAPI
 from node.workers import BatchWorker
+from node.zkaccess.service import ZkAccessService
 from storage.abc import AuditMirrorAPI, BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.backends.local import LocalBlobStore
 from storage.backends.memory import InMemoryLRUCache
@@ -71,6 +74,7 @@ class Node:
     relay_worker: BatchWorker
     mirror_worker: BatchWorker
     uploads: Coalescer[UploadRequest, RecordRow]
+    zk: ZkAccessService | None = None  # anonymous reads with proofs; None when disabled
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
     _closers: list[object] = field(default_factory=list)
     _started: bool = False
@@ -95,6 +99,8 @@ class Node:
         """Stop workers, flush what is queued (best effort), close everything."""
         with self._lock:
             self.uploads.close()  # commit in-flight uploads before the anchorer's last round
+            if self.zk is not None:
+                self.zk.close()
             for worker in self.workers:
                 worker.stop()
             for worker in self.workers:
@@ -218,6 +224,109 @@ def _deployment(
     return deployment
 
 
+def _zk_service(
+    settings: Settings,
+    *,
+    data_dir: Path,
+    w3: Web3,
+    account: SignerAccount,
+    chain: Web3ChainClient,
+    index: RecordIndexAPI,
+    blobs: BlobStoreAPI,
+    keys: KeyStoreAPI,
+    cache: CacheAPI,
+    notes: list[str],
+) -> ZkAccessService | None:
+    """ClinicianAccess keys (a dev setup or the consortium's ceremony), the ZK contracts and
+    the credential tree mirror."""
+    zs = settings.zk
+    if not zs.enabled:
+        return None
+    from node.chain.zk_gate import Web3ZkGate
+    from node.zkaccess.credential_mirror import CredentialMirror
+    from node.zkaccess.deployment import ensure_zk_deployment
+    from node.zkaccess.service import ZkKeys
+    from zk.artifacts import MANIFEST, PROVING_KEY, VERIFICATION_KEY, key_dir, read_manifest
+    from zk.registry import get_circuit
+    from zk.setup import dev_setup, import_ceremony
+    from zk.verifier import Groth16Verifier
+
+    spec = get_circuit("clinician_access")
+    if zs.keys == "dev":
+        if settings.mode == "production" and not zs.allow_dev_keys_in_production:
+            raise NodeError(
+                "production mode needs the consortium's ceremony keys for zero-knowledge "
+                "access (EMR_ZK__KEYS=ceremony with EMR_ZK__CEREMONY_ZKEY and "
+                "EMR_ZK__CEREMONY_VK); EMR_ZK__ALLOW_DEV_KEYS_IN_PRODUCTION=true overrides"
+            )
+        artifacts = zs.keys_dir.expanduser()
+        if not (key_dir(spec, artifacts) / MANIFEST).exists():
+            dev_setup(spec, artifacts)
+    else:
+        assert zs.ceremony_zkey is not None and zs.ceremony_vk is not None  # validated
+        artifacts = data_dir / "zk"
+        directory = key_dir(spec, artifacts)
+        if (
+            not (directory / MANIFEST).exists()
+            or read_manifest(directory).zkey_sha256
+            != hashlib.sha256(zs.ceremony_zkey.read_bytes()).hexdigest()
+        ):
+            import_ceremony(spec, zs.ceremony_zkey, zs.ceremony_vk, artifacts)
+    # The node itself only verifies: it reads the verification key and leaves the proving
+    # key on disk for clinicians to download.
+    directory = key_dir(spec, artifacts)
+    key_manifest = read_manifest(directory)
+    if key_manifest.circuit_hash != spec.circuit_hash:
+        raise NodeError(f"the ZK keys in {directory} are for another version of the circuit")
+    vk_json = (directory / VERIFICATION_KEY).read_text(encoding="utf-8")
+    cs = settings.chain
+    if zs.deployment_manifest is not None:
+        manifest = zs.deployment_manifest
+    elif cs.backend == "embedded":
+        manifest = data_dir / "zk-deployment.json"
+    else:
+        base = cs.deployment_manifest or data_dir / "deployments" / f"{cs.network}.json"
+        manifest = base.with_name(base.stem + ".zk.json")
+    deployment, deployed = ensure_zk_deployment(
+        w3,
+        manifest,
+        account,
+        chain.deployment.consortium,
+        vk_json,
+        max_proof_age=zs.max_proof_age,
+        max_clock_skew=zs.max_clock_skew,
+    )
+    if deployed:
+        notes.append(f"deployed the zero-knowledge access contracts ({manifest})")
+    if key_manifest.kind == "dev":
+        notes.append(
+            "zero-knowledge access uses single-party dev keys: fine for trials, not for a "
+            "consortium (run `emr-node zk ceremony`)"
+        )
+    gate = Web3ZkGate(chain, deployment)
+    return ZkAccessService(
+        keys_info=ZkKeys(
+            circuit=spec.name,
+            circuit_hash=spec.circuit_hash,
+            kind=key_manifest.kind,
+            public_inputs=spec.public_inputs,
+            verification_key=json.loads(vk_json),
+            proving_key_path=directory / PROVING_KEY,
+        ),
+        verifier=Groth16Verifier.from_json(vk_json),
+        gate=gate,
+        mirror=CredentialMirror(chain, gate, deployment.block_number),
+        index=index,
+        blobs=blobs,
+        keys=keys,
+        cache=cache,
+        max_proof_age=zs.max_proof_age,
+        max_clock_skew=zs.max_clock_skew,
+        batch_window=zs.batch_window,
+        max_batch=zs.max_batch,
+    )
+
+
 def _throttles(settings: Settings) -> tuple[ThrottleAPI, ThrottleAPI] | None:
     t = settings.throttle
     if not t.enabled:
@@ -276,6 +385,18 @@ def build_node(settings: Settings) -> Node:
         closers.append(cache)
         throttles = _throttles(settings)
         closers.extend(throttles or ())
+        zk = _zk_service(
+            settings,
+            data_dir=data_dir,
+            w3=w3,
+            account=account,
+            chain=chain,
+            index=index,
+            blobs=blobs,
+            keys=keys,
+            cache=cache,
+            notes=notes,
+        )
     except BaseException:
         for closable in reversed(closers):
             closable.close()  # type: ignore[attr-defined]
@@ -335,6 +456,7 @@ def build_node(settings: Settings) -> Node:
         uploads=uploads,
         relays=relays,
         throttles=throttles,
+        zk=zk,
         mirror_worker=BatchWorker(
             "audit-mirror",
             lambda: sync_mirror(chain=chain, mirror=mirror),

@@ -18,6 +18,12 @@ const CONTRACTS = [
   ["contracts/ConsentRegistry.sol", "ConsentRegistry"],
   ["contracts/AccessLog.sol", "AccessLog"],
   ["contracts/mocks/ERC1271WalletMock.sol", "ERC1271WalletMock"],
+  // zero-knowledge access: PoseidonT3 is an external library linked into CredentialRegistry
+  ["poseidon-solidity/PoseidonT3.sol", "PoseidonT3"],
+  ["contracts/zk/CredentialRegistry.sol", "CredentialRegistry"],
+  ["contracts/zk/ZkAccessGate.sol", "ZkAccessGate"],
+  ["contracts/verifiers/ClinicianAccessVerifier.sol", "ClinicianAccessVerifier"],
+  ["contracts/verifiers/AgeAtLeastVerifier.sol", "AgeAtLeastVerifier"],
 ];
 
 function main() {
@@ -37,6 +43,10 @@ function main() {
       bytecode: built.bytecode,
       sourceName: built.sourceName,
     };
+    // Only contracts that call external libraries carry placeholders to link at deployment.
+    if (Object.keys(built.linkReferences || {}).length > 0) {
+      exported.linkReferences = built.linkReferences;
+    }
     const target = path.join(outDir, `${contractName}.json`);
     fs.writeFileSync(target, JSON.stringify(exported, null, 2) + "\n");
     console.log(`wrote ${path.relative(process.cwd(), target)}`);

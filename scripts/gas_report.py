@@ -29,6 +29,7 @@ from web3.contract import Contract  # noqa: E402
 
 from node.chain.artifacts import load_artifact  # noqa: E402
 from node.chain.deploy import deploy_contracts  # noqa: E402
+from node.chain.zk_deploy import deploy_zk_contracts  # noqa: E402
 from node.consent.typed_data import full_message  # noqa: E402
 
 COMMAND = ".venv/bin/python scripts/gas_report.py"
@@ -46,6 +47,7 @@ class Bench:
         self.w3.eth.default_account = self.accounts[0]
         self.tester.time_travel(START_TIME)
         self.rows: list[Row] = []
+        self.zk_rows: list[Row] = []
 
     def gas(self, tx_hash: Any) -> int:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
@@ -193,7 +195,121 @@ def _access_log(b: Bench, log: Contract) -> None:
         b.record("AccessLog", label, gas, f"{gas / n:,.0f} per entry")
 
 
-def render(rows: list[Row]) -> str:
+# ---------------------------------------------------------------- zero-knowledge access
+
+INTRINSIC = 21_000
+
+
+def _zk(b: Bench, consortium: str) -> None:
+    """ZK contracts: deployment, credential registry, verifier and gate (real proofs of the
+    clinician_access circuit from a dev setup)."""
+    import tempfile
+
+    from zk.field import hash_to_field
+    from zk.merkle import CredentialTree
+    from zk.poseidon import poseidon
+    from zk.prover import Groth16Prover
+    from zk.registry import get_circuit
+    from zk.setup import dev_setup
+
+    rows = b.zk_rows
+    a = b.accounts
+    keys = dev_setup(get_circuit("clinician_access"), tempfile.mkdtemp(prefix="gas-zk-"))
+    prover = Groth16Prover(keys)
+    first_block = b.w3.eth.block_number + 1
+    dep = deploy_zk_contracts(b.w3, consortium, keys.verification_key_json)
+    names = ["PoseidonT3", "CredentialRegistry", "ClinicianAccessVerifier", "ZkAccessGate"]
+    notes = ["library", "PoseidonT3 linked", "key in immutables (6 inputs)", ""]
+    for offset, (name, note) in enumerate(zip(names, notes, strict=True)):
+        block = b.w3.eth.get_block(first_block + offset)
+        rows.append((name, "deploy", b.gas(block["transactions"][0]), note))
+    registry = b.contract("CredentialRegistry", dep.credential_registry)
+    gate = b.contract("ZkAccessGate", dep.zk_access_gate)
+    verifier = b.contract("ClinicianAccessVerifier", dep.clinician_verifier)
+
+    hospital = a[0]
+    secret, role, expiry = 123456789, 1, START_TIME + 10 * 365 * 86400
+    leaf = poseidon([secret, int(hospital, 16), role, expiry])
+    tree = CredentialTree()
+    reg = registry.functions
+    gas = b.send(reg.addCredential(leaf), hospital)
+    rows.append(("CredentialRegistry", "addCredential (first leaf)", gas, "depth 20"))
+    tree.insert(leaf)
+    extra = [int.from_bytes(keccak(text=f"cred-{i}"), "big") >> 8 for i in range(11)]
+    gas = b.send(reg.addCredential(extra[0]), hospital)
+    rows.append(("CredentialRegistry", "addCredential", gas, "second leaf"))
+    gas = b.send(reg.addCredentials(extra[1:]), hospital)
+    rows.append(
+        ("CredentialRegistry", "addCredentials (10 leaves)", gas, f"{gas / 10:,.0f} per leaf")
+    )
+    tree.insert_many(extra)
+    victim = extra[5]
+    path = tree.path(tree.index_of(victim))
+    gas = b.send(reg.revokeCredential(victim, list(path.siblings), list(path.indices)), hospital)
+    rows.append(("CredentialRegistry", "revokeCredential", gas, "Merkle path of 20"))
+    tree.remove(tree.index_of(victim))
+    assert reg.root().call() == tree.root
+
+    category = keccak(text="radiology")
+    mask = 0b11
+    gas = b.send(gate.functions.setCategoryPolicy(category, mask), hospital)
+    rows.append(("ZkAccessGate", "setCategoryPolicy", gas, ""))
+
+    now = b.now()
+    path = tree.path(tree.index_of(leaf))
+
+    def proof(label: str) -> tuple[tuple[Any, ...], list[int]]:
+        record_id, signal = keccak(text=f"rec-{label}"), keccak(text=f"sig-{label}")
+        ext = hash_to_field(record_id + signal)
+        inputs = {
+            "root": tree.root,
+            "allowedRoles": mask,
+            "currentTime": now,
+            "externalNullifier": ext,
+            "nullifierHash": poseidon([ext, secret]),
+            "signalHash": hash_to_field(signal),
+            "secret": secret,
+            "hospitalId": int(hospital, 16),
+            "role": role,
+            "licenceExpiry": expiry,
+            "pathElements": list(path.siblings),
+            "pathIndices": list(path.indices),
+        }
+        p = prover.prove(inputs)
+        request = (record_id, category, tree.root, now, signal, inputs["nullifierHash"])
+        return request, list(p.words)
+
+    request, words = proof("verify")
+    inputs = gate.functions.publicInputs(request).call()
+    gas = b.send(verifier.functions.verifyProof(words, inputs), a[1])
+    rows.append(
+        (
+            "ClinicianAccessVerifier",
+            "verifyProof (transaction)",
+            gas,
+            f"{gas - INTRINSIC:,} without the 21,000 intrinsic; 4 pairings + 6 ecMul",
+        )
+    )
+    request, words = proof("single")
+    gas = b.send(gate.functions.access(request, words), a[1])
+    rows.append(
+        (
+            "ZkAccessGate",
+            "access (1 proof)",
+            gas,
+            f"{gas - INTRINSIC:,} without the 21,000 intrinsic; target <= 250,000",
+        )
+    )
+    for k in (1, 4, 16):
+        batch = [proof(f"batch-{k}-{i}") for i in range(k)]
+        gas = b.send(gate.functions.accessBatch([r for r, _ in batch], [w for _, w in batch]), a[1])
+        note = f"{gas / k:,.0f} per proof ({k + 3} pairings)"
+        if k == 16:
+            note += "; target <= 100,000 per proof"
+        rows.append(("ZkAccessGate", f"accessBatch ({k} proof{'s' if k > 1 else ''})", gas, note))
+
+
+def render(rows: list[Row], zk_rows: list[Row] | None = None) -> str:
     lines = [
         "# Gas report",
         "",
@@ -212,6 +328,24 @@ def render(rows: list[Row]) -> str:
         "|---|---|---:|---|",
     ]
     lines += [f"| {c} | {op} | {gas:,} | {note} |" for c, op, gas, note in rows]
+    if zk_rows:
+        lines += [
+            "",
+            "## Zero-knowledge access",
+            "",
+            "Same chain and method; real `clinician_access` proofs (dev setup), 6 public",
+            "inputs. Gate rows include verification, the nullifier store (a new slot,",
+            "22,100), the `ZkAccessGranted` event, the registry root check and calldata.",
+            "Precompile floor of one proof (EIP-1108): 4 pairings = 181,000 and 6 ecMul =",
+            "36,000, so `access` cannot go below ~260,000 with intrinsic and nullifier.",
+            "Keys and proofs are fresh each run: calldata, hence gas, varies by a few",
+            "hundred at most. Cross-checked on `npx hardhat node` (EDR, same rows through",
+            "JSON-RPC): identical up to that calldata noise.",
+            "",
+            "| contract | operation | gas | note |",
+            "|---|---|---:|---|",
+        ]
+        lines += [f"| {c} | {op} | {gas:,} | {note} |" for c, op, gas, note in zk_rows]
     return "\n".join(lines) + "\n"
 
 
@@ -226,10 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         lambda: _records(bench, contracts["RecordRegistry"]),
         lambda: _consent(bench, contracts["ConsentRegistry"]),
         lambda: _access_log(bench, contracts["AccessLog"]),
+        lambda: _zk(bench, contracts["Consortium"].address),
     ]
     for step in steps:
         step()
-    text = render(bench.rows)
+    text = render(bench.rows, bench.zk_rows)
     args.output.write_text(text)
     print(text, end="")
     return 0

@@ -21,6 +21,7 @@ from node.exceptions import (
     Unauthenticated,
 )
 from storage.exceptions import BackendUnavailable, IntegrityError, RecordNotFound, StorageError
+from zk.exceptions import InputError, ProofInvalid, ZKError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (NotFound, 404, "not_found"),
     (RecordNotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
+    (ProofInvalid, 422, "proof_invalid"),
+    (InputError, 400, "invalid_request"),
     (ContractReverted, 400, "rejected_by_contract"),
     (BackendUnavailable, 503, "backend_unavailable"),
     (ChainUnavailable, 503, "chain_unavailable"),
@@ -61,6 +64,6 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("request %s failed", request_id, exc_info=exc)
         return _respond(500, "internal_error", f"internal error (request id {request_id})")
 
-    for cls in (NodeError, StorageError, ChainError, HSMError):
+    for cls in (NodeError, StorageError, ChainError, HSMError, ZKError):
         app.add_exception_handler(cls, known)
     app.add_exception_handler(Exception, unexpected)

@@ -15,7 +15,9 @@ from node.chain.models import (
     BatchInfo,
     ConsentGrant,
     ConsentRevoke,
+    CredentialEvent,
     TxResult,
+    ZkAccessRequest,
 )
 from node.consent.typed_data import AccessBasis
 
@@ -136,3 +138,42 @@ class ChainClientAPI(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the provider."""
+
+
+class ZkGateAPI(ABC):
+    """The consortium's credential tree and zero-knowledge access gate, on-chain."""
+
+    @abstractmethod
+    def add_credentials(self, commitments: Sequence[int]) -> TxResult:
+        """Add clinician credential commitments (tree leaves) as this hospital."""
+
+    @abstractmethod
+    def revoke_credential(
+        self, commitment: int, siblings: Sequence[int], path_indices: Sequence[int]
+    ) -> TxResult:
+        """Remove a commitment this hospital added; invalidates every earlier root."""
+
+    @abstractmethod
+    def current_root(self) -> int: ...
+
+    @abstractmethod
+    def is_valid_root(self, root: int) -> bool:
+        """True iff proofs against ``root`` are accepted now (recent and not revoked)."""
+
+    @abstractmethod
+    def credential_events(self, from_block: int, to_block: int) -> list[CredentialEvent]:
+        """Additions and revocations in the block range, in chain order."""
+
+    @abstractmethod
+    def set_category_policy(self, category: bytes, allowed_roles: int) -> TxResult: ...
+
+    @abstractmethod
+    def category_policy(self, category: bytes) -> int:
+        """Roles bitmask allowed to read ``category`` with a proof; 0 when none."""
+
+    @abstractmethod
+    def nullifier_used(self, nullifier_hash: int) -> bool: ...
+
+    @abstractmethod
+    def access_batch(self, requests: Sequence[ZkAccessRequest]) -> TxResult:
+        """Verify and record the accesses in one transaction (all or nothing)."""

@@ -155,6 +155,20 @@ class Web3ChainClient(ChainClientAPI):
                 raise ContractReverted("Reverted", ())
             return bytes(tx_hash), dict(receipt)
 
+    def call(self, fn: Callable[[], T]) -> T:
+        """A read through the client's error mapping (for companion clients: the ZK gate)."""
+        return self._read(fn)
+
+    def transact(
+        self, fn: ContractFunction, gas_limit: int | None = None
+    ) -> tuple[bytes, dict[str, Any]]:
+        """A send through the client's nonce lock: the node's account has one sender."""
+        return self._send(fn, gas_limit)
+
+    @property
+    def web3(self) -> Web3:
+        return self._w3
+
     def _block_timestamp(self, block_number: int) -> int:
         ts = self._timestamps.get(block_number)
         if ts is None:

@@ -92,3 +92,40 @@ class AuditEvent:
     tx_hash: bytes
     log_index: int
     args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ZkAccessRequest:
+    """One anonymous access for ZkAccessGate: the proof's public inputs are rebuilt on-chain
+    from these fields (root, the category's roles policy, time, nullifiers, signal)."""
+
+    record_id: bytes
+    category: bytes  # keccak256 of the category name
+    root: int
+    current_time: int
+    signal: bytes  # 32 bytes: the requester's ephemeral X25519 public key
+    nullifier_hash: int
+    proof: tuple[int, ...]  # 8 words, EVM order
+
+    def as_tuple(self) -> tuple[bytes, bytes, int, int, bytes, int]:
+        return (
+            self.record_id,
+            self.category,
+            self.root,
+            self.current_time,
+            self.signal,
+            self.nullifier_hash,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialEvent:
+    """A clinician credential commitment added to or revoked from the on-chain tree."""
+
+    kind: str  # "added" | "revoked"
+    hospital: str
+    commitment: int
+    index: int
+    root: int
+    block_number: int
+    log_index: int

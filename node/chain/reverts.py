@@ -19,7 +19,14 @@ from web3.exceptions import ContractLogicError
 from node.chain.artifacts import load_artifact
 from node.chain.exceptions import ContractReverted
 
-_CONTRACTS = ("Consortium", "RecordRegistry", "ConsentRegistry", "AccessLog")
+_CONTRACTS = (
+    "Consortium",
+    "RecordRegistry",
+    "ConsentRegistry",
+    "AccessLog",
+    "CredentialRegistry",
+    "ZkAccessGate",
+)
 
 
 @cache

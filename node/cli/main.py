@@ -415,6 +415,15 @@ def read(
         )
 
 
+def _register_zk() -> None:
+    from node.cli.zk import zk_app
+
+    app.add_typer(zk_app, name="zk")
+
+
+_register_zk()
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:

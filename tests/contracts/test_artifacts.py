@@ -19,7 +19,18 @@ from node.chain.artifacts import load_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "node" / "chain" / "artifacts"
-EXPORTED = ("Consortium", "RecordRegistry", "ConsentRegistry", "AccessLog", "ERC1271WalletMock")
+EXPORTED = (
+    "Consortium",
+    "RecordRegistry",
+    "ConsentRegistry",
+    "AccessLog",
+    "ERC1271WalletMock",
+    "PoseidonT3",
+    "CredentialRegistry",
+    "ZkAccessGate",
+    "ClinicianAccessVerifier",
+    "AgeAtLeastVerifier",
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import uvicorn
 
 from node.api.app import create_app
 from node.client import EmrClient
-from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings
+from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings, ZkSettings
 from node.wiring import Node, build_node
 from tests.node.production import (
+    TEST_ZK_KEYS,
     HardhatChain,
     IpfsCluster,
     ProductionServices,
@@ -36,6 +37,7 @@ def make_settings(data_dir: Path, **chain: object) -> Settings:
         hsm=HSMSettings(passphrase="test passphrase", scrypt_n=2**10),
         chain=ChainSettings(**{**defaults, **chain}),  # type: ignore[arg-type]
         api=ApiSettings(max_upload_bytes=64 * 1024),
+        zk=ZkSettings(keys_dir=TEST_ZK_KEYS),
     )
 
 

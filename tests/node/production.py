@@ -106,8 +106,13 @@ class ProductionServices:
             storage=storage,
             api={"max_upload_bytes": 64 * 1024},
             throttle={"enabled": True, "requester_rate": 1000, "requester_burst": 2000},
+            zk={"keys_dir": TEST_ZK_KEYS, "allow_dev_keys_in_production": True},
             **overrides,  # type: ignore[arg-type]
         )
+
+
+# Dev ZK keys shared by every test node of a checkout (a setup takes seconds).
+TEST_ZK_KEYS = Path(__file__).resolve().parents[2] / "build" / "test-zk-keys"
 
 
 def drop_test_database(settings: Settings) -> None:

@@ -1,0 +1,189 @@
+"""Deploy the zero-knowledge access contracts next to an existing consortium.
+
+Order: PoseidonT3 (library) -> CredentialRegistry (PoseidonT3 linked into its bytecode) ->
+ClinicianAccessVerifier (the node's verification key as constructor arguments, so no solc is
+needed) -> ZkAccessGate(consortium, registry, verifier, maxProofAge, maxClockSkew).
+Transactions are sent from ``w3.eth.default_account``, as ``node.chain.deploy`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from node.chain.artifacts import ARTIFACTS_FOLDER, ARTIFACTS_PACKAGE, load_artifact
+from node.chain.deploy import RECEIPT_TIMEOUT, _address, _int
+from node.chain.exceptions import ChainError, ChainUnavailable, DeploymentFailed
+from node.chain.reverts import as_reverted
+
+#: The verifier contract of the ``clinician_access`` circuit.
+CLINICIAN_VERIFIER = "ClinicianAccessVerifier"
+
+
+@dataclass(frozen=True)
+class ZkDeployment:
+    """Addresses of the ZK contracts; ``block_number`` is the PoseidonT3 deployment block
+    (scan CredentialAdded / ZkAccessGranted events from it)."""
+
+    poseidon_t3: str
+    credential_registry: str
+    clinician_verifier: str
+    zk_access_gate: str
+    block_number: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, s: str) -> ZkDeployment:
+        """Parse ``to_json`` output. Raises ``ChainError`` when fields are missing or wrong."""
+        try:
+            data = json.loads(s)
+        except ValueError as err:
+            raise ChainError("ZK deployment manifest is not valid JSON") from err
+        if not isinstance(data, dict):
+            raise ChainError("ZK deployment manifest must be a JSON object")
+        missing = {f.name for f in fields(cls)} - data.keys()
+        if missing:
+            raise ChainError(f"ZK deployment manifest lacks {sorted(missing)}")
+        try:
+            return cls(
+                poseidon_t3=_address(data["poseidon_t3"]),
+                credential_registry=_address(data["credential_registry"]),
+                clinician_verifier=_address(data["clinician_verifier"]),
+                zk_access_gate=_address(data["zk_access_gate"]),
+                block_number=_int(data["block_number"]),
+            )
+        except (TypeError, ValueError) as err:
+            raise ChainError(f"invalid ZK deployment manifest ({err})") from err
+
+
+def link_references(name: str) -> dict[str, dict[str, list[dict[str, int]]]]:
+    """The artifact's ``linkReferences`` (source -> library -> byte ranges); {} if none."""
+    folder = resources.files(ARTIFACTS_PACKAGE).joinpath(ARTIFACTS_FOLDER)
+    try:
+        data = json.loads(folder.joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ChainError(f"unreadable artifact for contract {name!r}") from err
+    refs = data.get("linkReferences", {})
+    if not isinstance(refs, dict):
+        raise ChainError(f"malformed linkReferences in artifact {name!r}")
+    return refs
+
+
+def link_bytecode(name: str, libraries: Mapping[str, str]) -> str:
+    """Creation bytecode of ``name`` with each library placeholder replaced by the address
+    given in ``libraries`` (library name -> address). Raises ``DeploymentFailed`` if a
+    referenced library has no address."""
+    hexcode = load_artifact(name).bytecode.removeprefix("0x")
+    for _source, libs in link_references(name).items():
+        for lib, ranges in libs.items():
+            if lib not in libraries:
+                raise DeploymentFailed(f"{name} needs library {lib}")
+            address = to_checksum_address(libraries[lib])[2:].lower()
+            for r in ranges:
+                start, length = 2 * int(r["start"]), 2 * int(r["length"])
+                if length != 40:
+                    raise ChainError(f"malformed linkReferences in artifact {name!r}")
+                hexcode = hexcode[:start] + address + hexcode[start + length :]
+    if "__" in hexcode:
+        raise DeploymentFailed(f"{name} has unlinked library placeholders")
+    return "0x" + hexcode
+
+
+def deploy_zk_contracts(
+    w3: Web3,
+    consortium_address: str,
+    clinician_vk_json: Mapping[str, Any] | str,
+    *,
+    max_proof_age: int = 3600,
+    max_clock_skew: int = 900,
+) -> ZkDeployment:
+    """Deploy PoseidonT3, CredentialRegistry, ClinicianAccessVerifier (with the key
+    ``clinician_vk_json``, snarkjs ``verification_key.json``, 6 public inputs) and
+    ZkAccessGate for the consortium at ``consortium_address``.
+
+    Raises ``DeploymentFailed`` for a bad key or account, ``ContractReverted`` when a
+    constructor reverts and ``ChainUnavailable`` when the node cannot be reached.
+    """
+    from zk.exceptions import ZKError
+    from zk.export.solidity import vk_constructor_args
+
+    account = w3.eth.default_account
+    if not account or not is_address(account):
+        raise DeploymentFailed("w3.eth.default_account is not set")
+    if not is_address(consortium_address):
+        raise DeploymentFailed("invalid consortium address")
+    deployer = to_checksum_address(account)
+    consortium = to_checksum_address(consortium_address)
+    try:
+        alpha, beta, gamma, delta, ic = vk_constructor_args(clinician_vk_json)
+    except ZKError as err:
+        raise DeploymentFailed(f"unusable clinician verification key ({err})") from err
+    if len(ic) != 7:
+        raise DeploymentFailed("the clinician verification key must have 6 public inputs")
+
+    poseidon, block_number = _deploy(w3, deployer, "PoseidonT3")
+    registry, _ = _deploy(
+        w3,
+        deployer,
+        "CredentialRegistry",
+        consortium,
+        bytecode=link_bytecode("CredentialRegistry", {"PoseidonT3": poseidon}),
+    )
+    verifier, _ = _deploy(w3, deployer, CLINICIAN_VERIFIER, alpha, beta, gamma, delta, ic)
+    gate, _ = _deploy(
+        w3, deployer, "ZkAccessGate", consortium, registry, verifier, max_proof_age, max_clock_skew
+    )
+    return ZkDeployment(
+        poseidon_t3=poseidon,
+        credential_registry=registry,
+        clinician_verifier=verifier,
+        zk_access_gate=gate,
+        block_number=block_number,
+    )
+
+
+# Creation gas with headroom over docs/gas.md (3.61M / 1.59M / 695k / 796k): py-evm
+# estimates by binary search, re-running a 3.6M-gas creation ~20 times.
+_DEPLOY_GAS = {
+    "PoseidonT3": 4_500_000,
+    "CredentialRegistry": 2_200_000,
+    CLINICIAN_VERIFIER: 1_000_000,
+    "ZkAccessGate": 1_100_000,
+}
+
+
+def _deploy(
+    w3: Web3, deployer: str, name: str, *args: Any, bytecode: str | None = None
+) -> tuple[str, int]:
+    """Deploy one contract (``bytecode`` overrides the artifact's, once linked); return
+    (address, block number). Same error mapping as ``node.chain.deploy``."""
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=bytecode or artifact.bytecode)
+    try:
+        tx: dict[str, Any] = {"from": deployer}
+        if name in _DEPLOY_GAS:
+            tx["gas"] = _DEPLOY_GAS[name]
+        tx_hash = factory.constructor(*args).transact(tx)  # type: ignore[arg-type]
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
+    except (ConnectionError, OSError) as err:
+        raise ChainUnavailable("the chain node cannot be reached") from err
+    except Exception as err:
+        reverted = as_reverted(err)
+        if reverted is not None:
+            raise reverted from err
+        if isinstance(err, Web3Exception | ValueError | TypeError):
+            raise DeploymentFailed(f"deploying {name} failed: {type(err).__name__}") from err
+        raise
+    address = receipt.get("contractAddress")
+    if receipt.get("status") != 1 or not address:
+        raise DeploymentFailed(f"deploying {name} failed (status {receipt.get('status')})")
+    return to_checksum_address(address), int(receipt["blockNumber"])

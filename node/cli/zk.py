@@ -1,0 +1,339 @@
+"""``emr-node zk ...``: the circuit toolkit (compile, setup, prove, verify, export, policies,
+ceremony) and the clinician's side of anonymous reads (credentials, proofs, reads)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+zk_app = typer.Typer(
+    help="Zero-knowledge circuits, keys, ceremonies and anonymous reads.", no_args_is_help=True
+)
+ceremony_app = typer.Typer(help="Multi-party phase-2 setup (snarkjs).", no_args_is_help=True)
+credential_app = typer.Typer(help="Clinician credentials.", no_args_is_help=True)
+policy_app = typer.Typer(help="Category policies (DSL and on-chain).", no_args_is_help=True)
+zk_app.add_typer(ceremony_app, name="ceremony")
+zk_app.add_typer(credential_app, name="credential")
+zk_app.add_typer(policy_app, name="policy")
+
+KeysDir = Annotated[Path, typer.Option("--keys-dir", help="where circuit keys live")]
+DEFAULT_KEYS = Path("~/.cache/emr-node/zk")
+Url = Annotated[str, typer.Option("--url", envvar="EMR_URL", help="the node's API URL")]
+Token = Annotated[
+    str | None, typer.Option("--token", envvar="EMR_TOKEN", help="hospital API token")
+]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _guard(fn: Any) -> Any:
+    """Run ``fn``; toolkit, API and file errors become one-line CLI messages."""
+    from node.client import ApiError
+    from node.exceptions import NodeError
+    from zk.exceptions import ZKError
+
+    try:
+        return fn()
+    except (ZKError, ApiError, NodeError, OSError, ValueError) as err:
+        _fail(str(err))
+
+
+def _spec(name: str) -> Any:
+    from zk.registry import get_circuit
+
+    return _guard(lambda: get_circuit(name))
+
+
+@zk_app.command("circuits")
+def circuits() -> None:
+    """List the registered circuits with their public inputs and constraint budgets."""
+    from zk.registry import load_registry
+
+    for spec in _guard(load_registry).values():
+        typer.echo(
+            f"{spec.name}: budget {spec.budget} constraints, public "
+            f"[{', '.join(spec.public_inputs)}]"
+        )
+
+
+@zk_app.command("compile")
+def compile_(name: str) -> None:
+    """Compile with circom --O2; print constraints and wires per component; check the budget."""
+    from zk.compiler import check_budget, compile_circuit
+
+    spec = _spec(name)
+    report = _guard(lambda: compile_circuit(spec))
+    typer.echo(report.table())
+    _guard(lambda: check_budget(report, spec))
+    typer.echo(f"within budget ({report.constraints} <= {spec.budget})")
+
+
+@zk_app.command("setup")
+def setup(name: str, keys_dir: KeysDir = DEFAULT_KEYS) -> None:
+    """Single-party dev setup (tests and trials only; a consortium runs a ceremony)."""
+    from zk.setup import dev_setup
+
+    spec = _spec(name)
+    started = time.perf_counter()
+    keys = _guard(lambda: dev_setup(spec, keys_dir.expanduser()))
+    typer.echo(f"keys for {name} in {keys.directory} ({time.perf_counter() - started:.1f} s)")
+
+
+def _keys(name: str, keys_dir: Path) -> Any:
+    from zk.artifacts import load_keys
+
+    return _guard(lambda: load_keys(_spec(name), keys_dir.expanduser()))
+
+
+@zk_app.command("prove")
+def prove(
+    name: str,
+    inputs: Annotated[Path, typer.Option("--inputs", help="JSON: every signal by name")],
+    out: Annotated[Path | None, typer.Option("--out", help="default: stdout")] = None,
+    keys_dir: KeysDir = DEFAULT_KEYS,
+) -> None:
+    """Prove; the proof is verified before it is written."""
+    from zk.prover import Groth16Prover
+
+    prover = Groth16Prover(_keys(name, keys_dir))
+    values = _guard(lambda: json.loads(inputs.read_text()))
+    proof = _guard(lambda: prover.prove(values))
+    text = json.dumps(proof.to_json(), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote a verified proof to {out}")
+
+
+@zk_app.command("verify")
+def verify(
+    name: str,
+    proof_file: Annotated[Path, typer.Option("--proof", help="JSON from `zk prove`")],
+    keys_dir: KeysDir = DEFAULT_KEYS,
+    cross_check: Annotated[
+        bool, typer.Option("--cross-check", help="also verify with py_ecc and snarkjs")
+    ] = False,
+) -> None:
+    """Verify a proof (exit 1 if it does not verify)."""
+    from zk.models import Proof
+    from zk.verifier import Groth16Verifier
+
+    keys = _keys(name, keys_dir)
+    data = _guard(lambda: json.loads(proof_file.read_text()))
+    proof = _guard(
+        lambda: Proof.from_words(
+            [int(w, 16) for w in data["proof"]], tuple(int(x) for x in data["public_inputs"])
+        )
+    )
+    results = {"groth16py": Groth16Verifier(keys.verifying_key).verify(proof)}
+    if cross_check:
+        from zk.reference import ReferenceVerifier
+        from zk.snarkjs import snarkjs_verify
+
+        results["py_ecc"] = ReferenceVerifier(keys.verification_key_json).verify(proof)
+        results["snarkjs"] = _guard(lambda: snarkjs_verify(keys.verification_key_json, proof))
+    for verifier, ok in results.items():
+        typer.echo(f"{verifier}: {'valid' if ok else 'INVALID'}")
+    if not all(results.values()):
+        raise typer.Exit(1)
+
+
+@zk_app.command("export-verifier")
+def export_verifier(
+    name: str,
+    out: Annotated[Path, typer.Option("--out", help="the .sol file to write")],
+    contract: Annotated[str | None, typer.Option(help="contract name prefix")] = None,
+) -> None:
+    """Write the Solidity verifier of a circuit (key given at deployment, batch verification)."""
+    from zk.export.solidity import render_verifier
+
+    spec = _spec(name)
+    prefix = contract or "".join(part.title() for part in spec.name.split("_"))
+    source = _guard(lambda: render_verifier(prefix, spec.n_public, spec.name))
+    out.write_text(source)
+    typer.echo(f"wrote {prefix}Verifier ({spec.n_public} public inputs) to {out}")
+
+
+# -- policies -------------------------------------------------------------------------
+@policy_app.command("compile")
+def policy_compile(
+    source: Annotated[Path, typer.Argument(help="a file in the policy language")],
+    out_dir: Annotated[Path, typer.Option("--out")] = Path("build/zk/policies"),
+) -> None:
+    """Generate the circom main component and spec of each policy in the file."""
+    from zk.policy.compiler import compile_policy
+    from zk.policy.grammar import parse_policies
+
+    policies = _guard(lambda: parse_policies(source.read_text()))
+    for policy in policies:
+        compiled = _guard(lambda p=policy: compile_policy(p, out_dir))
+        typer.echo(
+            f"{compiled.spec.name}: {compiled.spec.source} (~{compiled.estimate} constraints; "
+            f"public [{', '.join(compiled.spec.public_inputs)}])"
+        )
+
+
+@policy_app.command("set")
+def policy_set(
+    category: str,
+    roles: Annotated[str, typer.Option(help="comma-separated roles, e.g. physician,nurse")],
+    url: Url = "http://127.0.0.1:8700",
+    token: Token = None,
+) -> None:
+    """Set which roles may read a category with a proof (on-chain, hospital token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        result = _guard(lambda: client.zk.set_policy(category, roles.split(",")))
+    typer.echo(json.dumps(result, indent=2))
+
+
+# -- credentials and reads ------------------------------------------------------------
+@credential_app.command("new")
+def credential_new(
+    hospital: Annotated[str, typer.Option(help="issuing hospital's address")],
+    role: Annotated[str, typer.Option(help="e.g. physician, nurse")],
+    out: Annotated[Path, typer.Option("--out", help="credential file (kept secret, 0600)")],
+    valid_days: Annotated[int, typer.Option(help="licence validity")] = 365,
+) -> None:
+    """Create a clinician credential; register its commitment (not the file) with the hospital."""
+    from zk.credentials import Credential
+
+    if out.exists():
+        _fail(f"{out} exists: a credential is never overwritten")
+    expiry = int(time.time()) + valid_days * 86400
+    credential = _guard(lambda: Credential.generate(hospital, role, expiry))
+    _guard(lambda: credential.save(out))
+    typer.echo(f"commitment {credential.commitment}\nsaved to {out} (keep it secret)")
+
+
+@credential_app.command("register")
+def credential_register(
+    commitment: str, url: Url = "http://127.0.0.1:8700", token: Token = None
+) -> None:
+    """Add a credential commitment to the consortium tree (hospital token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        result = _guard(lambda: client.zk.add_credentials([int(commitment, 0)]))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@credential_app.command("revoke")
+def credential_revoke(
+    commitment: str, url: Url = "http://127.0.0.1:8700", token: Token = None
+) -> None:
+    """Revoke a credential this hospital registered (hospital token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        result = _guard(lambda: client.zk.revoke_credential(int(commitment, 0)))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@zk_app.command("read")
+def zk_read(
+    record_id: str,
+    credential_file: Annotated[Path, typer.Option("--credential")],
+    out: Annotated[Path | None, typer.Option("--out", help="default: stdout")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    keys_dir: KeysDir = Path("~/.cache/emr-node/zk-client"),
+) -> None:
+    """Read a record anonymously: prove with the credential, open the sealed answer."""
+    from node.client import EmrClient
+    from node.zkaccess.clinician import ClinicianProver
+    from zk.credentials import Credential
+
+    credential = _guard(lambda: Credential.load(credential_file))
+    prover = ClinicianProver(credential, keys_dir.expanduser())
+    with EmrClient(url) as client:
+        result = _guard(lambda: prover.read(client, record_id))
+    if out is None:
+        sys.stdout.buffer.write(result.content)
+    else:
+        out.write_bytes(result.content)
+        typer.echo(
+            f"wrote {len(result.content)} bytes to {out} (proved in "
+            f"{result.prove_seconds * 1000:.0f} ms; access recorded in tx {result.tx_hash})"
+        )
+
+
+# -- ceremony -------------------------------------------------------------------------
+@ceremony_app.command("ptau")
+def ceremony_ptau(
+    out: Path,
+    power: Annotated[int, typer.Option(help="2^power constraints at most")] = 13,
+) -> None:
+    """Local phase 1 for development ONLY (a consortium uses a public powers-of-tau file)."""
+    from zk.ceremony import powers_of_tau
+
+    typer.echo(f"wrote {_guard(lambda: powers_of_tau(out, power))}")
+
+
+@ceremony_app.command("init")
+def ceremony_init(
+    name: str,
+    ptau: Annotated[Path, typer.Option(help="powers-of-tau file (phase 1)")],
+    directory: Annotated[Path, typer.Option("--dir", help="the ceremony directory")],
+) -> None:
+    """Compile the circuit and start its phase-2 ceremony (contribution 0)."""
+    from zk import ceremony
+    from zk.compiler import compile_circuit
+
+    report = _guard(lambda: compile_circuit(_spec(name)))
+    _guard(lambda: ceremony.init(report.r1cs_path, ptau, directory, name=name))
+    typer.echo(f"ceremony for {name} started in {directory} ({report.constraints} constraints)")
+
+
+@ceremony_app.command("contribute")
+def ceremony_contribute(
+    directory: Annotated[Path, typer.Option("--dir")],
+    name: Annotated[str, typer.Option(help="the contributing hospital")],
+) -> None:
+    """Add this hospital's contribution (fresh OS randomness)."""
+    from zk import ceremony
+
+    c = _guard(lambda: ceremony.contribute(directory, name))
+    typer.echo(
+        f"contribution {c.index} by {c.name}: {c.zkey} (sha256 {c.zkey_sha256})\n"
+        f"contribution hash (publish it): {c.contribution_hash}"
+    )
+
+
+@ceremony_app.command("verify")
+def ceremony_verify(
+    directory: Annotated[Path, typer.Option("--dir")],
+    ptau: Annotated[Path | None, typer.Option(help="your copy of the ptau file")] = None,
+) -> None:
+    """Check every contribution (exit 1 on any problem)."""
+    from zk import ceremony
+
+    report = _guard(lambda: ceremony.verify(directory, ptau))
+    typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ceremony_app.command("finalize")
+def ceremony_finalize(
+    directory: Annotated[Path, typer.Option("--dir")],
+    beacon: Annotated[str, typer.Option(help="public random beacon, hex")],
+) -> None:
+    """Apply the beacon; write the final zkey and verification key for the nodes."""
+    from zk import ceremony
+
+    result = _guard(lambda: ceremony.finalize(directory, beacon))
+    typer.echo(
+        f"final zkey {result.zkey} (sha256 {result.zkey_sha256})\n"
+        f"verification key {result.verification_key}\n"
+        "nodes: EMR_ZK__KEYS=ceremony EMR_ZK__CEREMONY_ZKEY=<zkey> EMR_ZK__CEREMONY_VK=<vk>"
+    )

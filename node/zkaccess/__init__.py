@@ -1,0 +1,1 @@
+"""Anonymous clinician access: zero-knowledge proofs instead of a wallet identity."""

@@ -1,0 +1,1 @@
+"""Exports of the toolkit to other ecosystems (Solidity verifier contracts)."""
