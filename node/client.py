@@ -260,3 +260,7 @@ class ZkApi:
 
     def read(self, record_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._c._json("POST", f"/zk/records/{record_id}/read", json=body)
+
+    def accesses(self, record_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"record_id": record_id} if record_id else {}
+        return self._c._json("GET", "/zk/accesses", params=params)

@@ -17,6 +17,7 @@ from node.chain.models import (
     ConsentRevoke,
     CredentialEvent,
     TxResult,
+    ZkAccessEvent,
     ZkAccessRequest,
 )
 from node.consent.typed_data import AccessBasis
@@ -177,3 +178,9 @@ class ZkGateAPI(ABC):
     @abstractmethod
     def access_batch(self, requests: Sequence[ZkAccessRequest]) -> TxResult:
         """Verify and record the accesses in one transaction (all or nothing)."""
+
+    @abstractmethod
+    def access_events(
+        self, *, record_id: bytes | None = None, from_block: int | None = None
+    ) -> list[ZkAccessEvent]:
+        """``ZkAccessGranted`` events, optionally for one record, in chain order."""

@@ -129,3 +129,19 @@ class CredentialEvent:
     root: int
     block_number: int
     log_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ZkAccessEvent:
+    """A ``ZkAccessGranted`` event: which record, under which nullifier and policy; no
+    clinician identity exists to report."""
+
+    record_id: bytes
+    nullifier_hash: int
+    category: bytes
+    signal: bytes
+    root: int
+    relayer: str
+    tx_hash: bytes
+    block_number: int
+    log_index: int

@@ -14,7 +14,7 @@ from web3._utils.events import get_event_data
 from node.chain.abc import ZkGateAPI
 from node.chain.artifacts import load_artifact
 from node.chain.client import Web3ChainClient
-from node.chain.models import CredentialEvent, TxResult, ZkAccessRequest
+from node.chain.models import CredentialEvent, TxResult, ZkAccessEvent, ZkAccessRequest
 from node.chain.zk_deploy import ZkDeployment
 
 MAX_ZK_BATCH = 32
@@ -131,3 +131,44 @@ class Web3ZkGate(ZkGateAPI):
         )
         tx_hash, receipt = self._client.transact(fn, access_gas_limit(len(requests)))
         return TxResult(tx_hash, int(receipt["blockNumber"]))
+
+    def access_events(
+        self, *, record_id: bytes | None = None, from_block: int | None = None
+    ) -> list[ZkAccessEvent]:
+        w3 = self._client.web3
+        abi = next(
+            item
+            for item in self._gate.abi
+            if item.get("type") == "event" and item["name"] == "ZkAccessGranted"
+        )
+        topic0 = "0x" + w3.keccak(
+            text=f"ZkAccessGranted({','.join(i['type'] for i in abi['inputs'])})"
+        ).hex().removeprefix("0x")
+        topics: list[Any] = [topic0]
+        if record_id is not None:
+            topics.append("0x" + record_id.hex())
+        params: dict[str, Any] = {
+            "fromBlock": self._deployment.block_number if from_block is None else from_block,
+            "toBlock": "latest",
+            "address": self._deployment.zk_access_gate,
+            "topics": topics,
+        }
+        logs = self._client.call(lambda: w3.eth.get_logs(params))  # type: ignore[arg-type]
+        events = []
+        for entry in logs:
+            args = get_event_data(w3.codec, abi, entry)["args"]  # type: ignore[arg-type]
+            events.append(
+                ZkAccessEvent(
+                    record_id=bytes(args["recordId"]),
+                    nullifier_hash=int(args["nullifierHash"]),
+                    category=bytes(args["category"]),
+                    signal=bytes(args["signal"]),
+                    root=int(args["root"]),
+                    relayer=to_checksum_address(args["relayer"]),
+                    tx_hash=bytes(entry["transactionHash"]),
+                    block_number=int(entry["blockNumber"]),
+                    log_index=int(entry["logIndex"]),
+                )
+            )
+        events.sort(key=lambda e: (e.block_number, e.log_index))
+        return events

@@ -267,6 +267,22 @@ def zk_read(
         )
 
 
+@zk_app.command("accesses")
+def accesses(
+    record: Annotated[str | None, typer.Option("--record", help="one record's accesses")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="EMR_TOKEN", help="auditor API token")
+    ] = None,
+) -> None:
+    """Anonymous accesses recorded on-chain by ZkAccessGate (auditor token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        result = _guard(lambda: client.zk.accesses(record))
+    typer.echo(json.dumps(result, indent=2))
+
+
 # -- ceremony -------------------------------------------------------------------------
 @ceremony_app.command("ptau")
 def ceremony_ptau(

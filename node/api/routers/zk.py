@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from node.api.deps import HospitalDep, NodeDep
+from node.api.deps import AuditorDep, HospitalDep, NodeDep
 from node.api.schemas.common import parse_hex32, to_hex
 from node.api.schemas.zk import (
     CredentialsIn,
@@ -18,6 +18,7 @@ from node.api.schemas.zk import (
     RevokeIn,
     RevokeOut,
     SealedOut,
+    ZkAccessOut,
     ZkInfoOut,
     ZkReadIn,
     ZkReadOut,
@@ -216,3 +217,28 @@ def zk_read(record_id: str, body: ZkReadIn, node: NodeDep) -> ZkReadOut:
         tx_hash=to_hex(result.tx.tx_hash),
         block_number=result.tx.block_number,
     )
+
+
+@router.get(
+    "/accesses",
+    response_model=list[ZkAccessOut],
+    summary="Anonymous accesses recorded by ZkAccessGate (auditor token)",
+    description="Every accepted proof-based read, from the chain: record, nullifier, policy "
+    "category, the one-time key the record was sealed to, and the relaying node.",
+)
+def accesses(node: NodeDep, _caller: AuditorDep, record_id: str | None = None) -> list[ZkAccessOut]:
+    zk = _service(node)
+    record = parse_hex32("record_id", record_id) if record_id is not None else None
+    return [
+        ZkAccessOut(
+            record_id=to_hex(e.record_id),
+            nullifier_hash=str(e.nullifier_hash),
+            category=to_hex(e.category),
+            signal=to_hex(e.signal),
+            root=str(e.root),
+            relayer=e.relayer,
+            tx_hash=to_hex(e.tx_hash),
+            block_number=e.block_number,
+        )
+        for e in zk.gate.access_events(record_id=record)
+    ]

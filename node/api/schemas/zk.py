@@ -116,3 +116,14 @@ class ZkInfoOut(BaseModel):
     credentials: int
     max_proof_age: int
     max_clock_skew: int
+
+
+class ZkAccessOut(BaseModel):
+    record_id: str
+    nullifier_hash: str
+    category: str  # keccak256 of the category name
+    signal: str
+    root: str
+    relayer: str
+    tx_hash: str
+    block_number: int

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.client import ApiError, EmrClient
+from node.consent.typed_data import category_hash
 from node.zkaccess.clinician import ClinicianProver
 from node.zkaccess.sealed_box import SealedBox, open_box, public_key_bytes
 from tests.node.conftest import RunningNode
@@ -75,21 +76,36 @@ def setup(
 
 
 def test_clinician_reads_a_record_anonymously(
-    running_node: RunningNode, hospital: EmrClient, public: EmrClient, setup: dict
+    running_node: RunningNode,
+    hospital: EmrClient,
+    public: EmrClient,
+    auditor: EmrClient,
+    setup: dict,
 ) -> None:
     read = setup["physician"].read(public, setup["lab"])
     assert read.content == b"potassium 4.1 mmol/L"
     assert read.category == "lab"
-    # The gate's audit event names the record and the nullifier, never the clinician.
+    # Auditors see the access on-chain: record, nullifier, policy, relayer; the clinician's
+    # credential (commitment or secret) appears in no event of the gate.
+    [event] = auditor.zk.accesses(setup["lab"])
+    assert event["tx_hash"] == read.tx_hash
+    assert event["relayer"] == running_node.node.hospital
+    assert event["category"] == "0x" + category_hash("lab").hex()
+    assert auditor.zk.accesses(setup["imaging"]) == []
+    with pytest.raises(ApiError) as err:
+        public.zk.accesses()
+    assert err.value.status == 401
     gate = running_node.node.zk.gate
     logs = running_node.node.chain.web3.eth.get_logs(
         {"fromBlock": 0, "toBlock": "latest", "address": gate.deployment.zk_access_gate}
     )
-    granted = [entry for entry in logs if bytes(entry["topics"][1]).hex() == setup["lab"][2:]]
-    assert len(granted) == 1
-    commitment = setup["physician"].credential.commitment.to_bytes(32, "big")
-    assert commitment not in bytes(granted[0]["data"])
-    assert all(commitment != bytes(t) for t in granted[0]["topics"])
+    credential = setup["physician"].credential
+    commitment = credential.commitment.to_bytes(32, "big")
+    secret_bytes = credential.secret.to_bytes(32, "big")
+    for entry in logs:
+        for secret in (commitment, secret_bytes):
+            assert secret not in bytes(entry["data"])
+            assert all(secret != bytes(t) for t in entry["topics"])
 
 
 def test_replayed_and_tampered_requests_are_refused(
