@@ -329,14 +329,39 @@ def ceremony_contribute(
 def ceremony_verify(
     directory: Annotated[Path, typer.Option("--dir")],
     ptau: Annotated[Path | None, typer.Option(help="your copy of the ptau file")] = None,
+    latest_only: Annotated[
+        bool, typer.Option("--latest-only", help="snarkjs-verify only the latest zkey")
+    ] = False,
 ) -> None:
     """Check every contribution (exit 1 on any problem)."""
     from zk import ceremony
 
-    report = _guard(lambda: ceremony.verify(directory, ptau))
+    report = _guard(lambda: ceremony.verify(directory, ptau, all_steps=not latest_only))
     typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
     if not report.ok:
         raise typer.Exit(1)
+
+
+@ceremony_app.command("import")
+def ceremony_import(
+    name: str,
+    directory: Annotated[Path, typer.Option("--dir", help="a finalized ceremony")],
+    keys_dir: KeysDir = DEFAULT_KEYS,
+) -> None:
+    """Import the ceremony's final key for proving and verifying (checks the key pair)."""
+    from zk import ceremony
+    from zk.setup import import_ceremony
+
+    spec = _spec(name)
+    keys = _guard(
+        lambda: import_ceremony(
+            spec,
+            directory / ceremony.FINAL_ZKEY,
+            directory / ceremony.VK_FILE,
+            keys_dir.expanduser(),
+        )
+    )
+    typer.echo(f"ceremony keys for {name} in {keys.directory}")
 
 
 @ceremony_app.command("finalize")
