@@ -125,10 +125,10 @@ def deploy_contracts(w3: Web3, founders: Sequence[tuple[str, str]]) -> Deploymen
     except (ConnectionError, OSError) as err:
         raise ChainUnavailable("the chain node cannot be reached") from err
 
-    consortium, block_number = _deploy(w3, deployer, "Consortium", addresses, names)
-    record_registry, _ = _deploy(w3, deployer, "RecordRegistry", consortium)
-    consent_registry, _ = _deploy(w3, deployer, "ConsentRegistry", consortium)
-    access_log, _ = _deploy(w3, deployer, "AccessLog", consortium)
+    consortium, block_number = deploy_contract(w3, deployer, "Consortium", addresses, names)
+    record_registry, _ = deploy_contract(w3, deployer, "RecordRegistry", consortium)
+    consent_registry, _ = deploy_contract(w3, deployer, "ConsentRegistry", consortium)
+    access_log, _ = deploy_contract(w3, deployer, "AccessLog", consortium)
     return Deployment(
         chain_id=chain_id,
         consortium=consortium,
@@ -141,12 +141,26 @@ def deploy_contracts(w3: Web3, founders: Sequence[tuple[str, str]]) -> Deploymen
     )
 
 
-def _deploy(w3: Web3, deployer: str, name: str, *args: Any) -> tuple[str, int]:
-    """Deploy one contract; return (address, block number)."""
+def deploy_contract(
+    w3: Web3,
+    deployer: str,
+    name: str,
+    *args: Any,
+    bytecode: str | None = None,
+    gas: int | None = None,
+) -> tuple[str, int]:
+    """Deploy one packaged contract; return (address, block number).
+
+    ``bytecode`` overrides the artifact's (once libraries are linked into it). ``gas`` skips
+    the estimate: py-evm estimates by binary search, re-running a large creation ~20 times.
+    """
     artifact = load_artifact(name)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=bytecode or artifact.bytecode)
+    tx: dict[str, Any] = {"from": deployer}
+    if gas is not None:
+        tx["gas"] = gas
     try:
-        tx_hash = factory.constructor(*args).transact({"from": deployer})
+        tx_hash = factory.constructor(*args).transact(tx)  # type: ignore[arg-type]
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
     except (ConnectionError, OSError) as err:
         raise ChainUnavailable("the chain node cannot be reached") from err

@@ -16,12 +16,10 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 from web3 import Web3
-from web3.exceptions import Web3Exception
 
 from node.chain.artifacts import ARTIFACTS_FOLDER, ARTIFACTS_PACKAGE, load_artifact
-from node.chain.deploy import RECEIPT_TIMEOUT, _address, _int
-from node.chain.exceptions import ChainError, ChainUnavailable, DeploymentFailed
-from node.chain.reverts import as_reverted
+from node.chain.deploy import _address, _int, deploy_contract
+from node.chain.exceptions import ChainError, DeploymentFailed
 
 #: The verifier contract of the ``clinician_access`` circuit.
 CLINICIAN_VERIFIER = "ClinicianAccessVerifier"
@@ -164,26 +162,4 @@ _DEPLOY_GAS = {
 def _deploy(
     w3: Web3, deployer: str, name: str, *args: Any, bytecode: str | None = None
 ) -> tuple[str, int]:
-    """Deploy one contract (``bytecode`` overrides the artifact's, once linked); return
-    (address, block number). Same error mapping as ``node.chain.deploy``."""
-    artifact = load_artifact(name)
-    factory = w3.eth.contract(abi=artifact.abi, bytecode=bytecode or artifact.bytecode)
-    try:
-        tx: dict[str, Any] = {"from": deployer}
-        if name in _DEPLOY_GAS:
-            tx["gas"] = _DEPLOY_GAS[name]
-        tx_hash = factory.constructor(*args).transact(tx)  # type: ignore[arg-type]
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
-    except (ConnectionError, OSError) as err:
-        raise ChainUnavailable("the chain node cannot be reached") from err
-    except Exception as err:
-        reverted = as_reverted(err)
-        if reverted is not None:
-            raise reverted from err
-        if isinstance(err, Web3Exception | ValueError | TypeError):
-            raise DeploymentFailed(f"deploying {name} failed: {type(err).__name__}") from err
-        raise
-    address = receipt.get("contractAddress")
-    if receipt.get("status") != 1 or not address:
-        raise DeploymentFailed(f"deploying {name} failed (status {receipt.get('status')})")
-    return to_checksum_address(address), int(receipt["blockNumber"])
+    return deploy_contract(w3, deployer, name, *args, bytecode=bytecode, gas=_DEPLOY_GAS.get(name))
