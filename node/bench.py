@@ -89,6 +89,7 @@ def production_env(rpc_url: str, ipfs_nodes: list[str]) -> dict[str, str]:
     return {
         "EMR_MODE": "production",
         "EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION": "true",
+        "EMR_ZK__ALLOW_DEV_KEYS_IN_PRODUCTION": "true",
         "EMR_CHAIN__RPC_URL": rpc_url,
         "EMR_CHAIN__NETWORK": "bench",
         "EMR_CHAIN__FUND_DEV_ACCOUNT": "true",

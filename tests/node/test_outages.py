@@ -19,7 +19,7 @@ from eth_account import Account
 
 from node.client import ApiError, EmrClient, Scope
 from tests.node.conftest import RunningNode, start_node
-from tests.node.production import ProductionServices, free_port
+from tests.node.production import TEST_ZK_KEYS, ProductionServices, free_port
 from tests.tcp_proxy import CutProxy
 
 pytestmark = pytest.mark.integration
@@ -223,6 +223,8 @@ def test_kill_9_mid_burst_loses_no_acknowledged_upload(
         EMR_HSM__PASSPHRASE="test passphrase",
         EMR_HSM__SCRYPT_N="1024",
         EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION="true",
+        EMR_ZK__ALLOW_DEV_KEYS_IN_PRODUCTION="true",
+        EMR_ZK__KEYS_DIR=str(TEST_ZK_KEYS),
         EMR_CHAIN__RPC_URL=settings.chain.rpc_url,
         EMR_CHAIN__NETWORK="test",
         EMR_CHAIN__FUND_DEV_ACCOUNT="true",
