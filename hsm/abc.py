@@ -49,6 +49,22 @@ class KeyStoreAPI(ABC):
         """Version of the KEK that wraps new data keys."""
 
     @abstractmethod
+    def kek_versions(self) -> list[int]:
+        """Every KEK version the store can still unwrap with, oldest first. Re-wrapping
+        jobs use it to find what still refers to an old version."""
+
+    @abstractmethod
+    def rotate_kek(self) -> int:
+        """Create a new KEK version, make it current and return it. Older versions stay
+        available for unwrapping until destroyed."""
+
+    @abstractmethod
+    def destroy_kek(self, version: int) -> None:
+        """Destroy KEK ``version`` for good: whatever it wrapped becomes unreadable
+        (crypto-shredding). Raises HSMError for the current version (new records need it)
+        and KeyNotFound for an unknown one. Callers re-wrap what they keep first."""
+
+    @abstractmethod
     def wrap(self, data_key: bytes) -> WrappedKey:
         """Wrap a data key with the current KEK."""
 

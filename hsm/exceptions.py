@@ -19,3 +19,15 @@ class UnwrapError(HSMError):
 
 class DecryptionError(HSMError):
     """Ciphertext failed authentication (tampered, wrong key or wrong context)."""
+
+
+class ModuleLoadError(HSMError):
+    """The PKCS#11 module (shared library) is missing or cannot be loaded."""
+
+
+class TokenNotFound(HSMError):
+    """No PKCS#11 token carries the configured label."""
+
+
+class WrongPin(KeyStoreLocked):
+    """The token refused the PIN (wrong, wrong length or locked). Never quotes the PIN."""

@@ -308,9 +308,7 @@ class SoftwareKeyStore(KeyStoreAPI):
     def current_kek_version(self) -> int:
         return self._require_open()[0]
 
-    @property
     def kek_versions(self) -> list[int]:
-        """Every KEK version the store can unwrap with, oldest first."""
         self._require_open()
         return sorted(self._keks)
 
@@ -361,6 +359,23 @@ class SoftwareKeyStore(KeyStoreAPI):
             self._active = (version, keks[version])
         logger.info("KEK rotated to version %d", version)
         return version
+
+    def destroy_kek(self, version: int) -> None:
+        """Drop KEK ``version`` and rewrite the file without it.
+
+        The old file is replaced atomically; its bytes may survive on the disk's free
+        blocks, so shredding is only as good as the file system (an HSM does better).
+        """
+        with self._lock:
+            current, _ = self._require_open()
+            if version == current:
+                raise HSMError(f"KEK version {version} is current; rotate before destroying it")
+            if version not in self._keks:
+                raise KeyNotFound(f"no KEK version {version}")
+            keks = {v: k for v, k in self._keks.items() if v != version}
+            self._save(keks, current, overwrite=True)
+            self._keks = keks
+        logger.info("KEK version %d destroyed", version)
 
     def close(self) -> None:
         # Best effort only: CPython cannot wipe immutable bytes; drop every reference.

@@ -41,7 +41,15 @@ class StorageSettings(BaseModel):
 
 
 class HSMSettings(BaseModel):
-    backend: Literal["software"] = "software"
+    # software: passphrase-encrypted key file in data_dir (embedded default); pkcs11: KEKs
+    # and the node's signing key in an HSM token (scripts/softhsm.sh makes a test token).
+    backend: Literal["software", "pkcs11"] = "software"
+    pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
+    token_label: str = "emr-node"
+    # The token's user PIN: EMR_HSM__PIN, or a file holding it (0600; a trailing newline is
+    # ignored). Never put it on a command line.
+    pin: SecretStr | None = None
+    pin_file: Path | None = None
     # Passphrase of the software key store. Unset on the embedded default: the node then
     # generates one into <data_dir>/keystore.pass (0600) and says so at start.
     passphrase: SecretStr | None = None

@@ -7,5 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 bash scripts/services.sh start
+bash scripts/softhsm.sh install  # tests make their own tokens
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -25,7 +25,7 @@ from eth_utils import is_checksum_address
 
 from hsm.abc import KeyStoreAPI, WrappedKey
 from hsm.envelope import SealedRecord, open_sealed, seal, seal_many
-from hsm.exceptions import DecryptionError, KeyNotFound, UnwrapError
+from hsm.exceptions import DecryptionError, HSMError, KeyNotFound, UnwrapError
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -96,6 +96,72 @@ class KeyStoreConformance:
             keystore.unwrap(WrappedKey(wrapped.kek_version, flip(wrapped.blob, 3)))
         text = str(excinfo.value)
         assert data_key.hex() not in text and wrapped.blob.hex() not in text
+
+    # -- KEK lifecycle ------------------------------------------------------------------
+
+    def test_kek_versions(self, keystore: KeyStoreAPI) -> None:
+        versions = keystore.kek_versions()
+        assert versions == sorted(versions)
+        assert versions[-1] == keystore.current_kek_version
+
+    def test_rotate_kek(self, keystore: KeyStoreAPI) -> None:
+        old_key = os.urandom(32)
+        old = keystore.wrap(old_key)
+        version = keystore.rotate_kek()
+        assert version == old.kek_version + 1
+        assert keystore.current_kek_version == version
+        assert keystore.kek_versions()[-2:] == [old.kek_version, version]
+        new = keystore.wrap(old_key)
+        assert new.kek_version == version
+        assert all(w.kek_version == version for w in keystore.wrap_many([old_key] * 3))
+        assert keystore.unwrap(old) == old_key
+        assert keystore.unwrap(new) == old_key
+        # Distinct keys: the old version's blob does not unwrap under the new version.
+        with pytest.raises(UnwrapError):
+            keystore.unwrap(WrappedKey(version, old.blob))
+
+    def test_destroy_kek(self, keystore: KeyStoreAPI) -> None:
+        data_key = os.urandom(32)
+        old = keystore.wrap(data_key)
+        keystore.rotate_kek()
+        keystore.destroy_kek(old.kek_version)
+        assert old.kek_version not in keystore.kek_versions()
+        with pytest.raises(KeyNotFound):
+            keystore.unwrap(old)
+        with pytest.raises(KeyNotFound):
+            keystore.destroy_kek(old.kek_version)
+        fresh = keystore.wrap(data_key)
+        assert keystore.unwrap(fresh) == data_key
+
+    def test_destroy_current_kek_is_refused(self, keystore: KeyStoreAPI) -> None:
+        current = keystore.current_kek_version
+        wrapped = keystore.wrap(b"k" * 32)
+        with pytest.raises(HSMError, match="current"):
+            keystore.destroy_kek(current)
+        assert keystore.kek_versions()[-1] == current
+        assert keystore.unwrap(wrapped) == b"k" * 32
+        with pytest.raises(KeyNotFound):
+            keystore.destroy_kek(current + 1000)
+
+    def test_lifecycle_persists(self, location: Path) -> None:
+        store = self.make_keystore(location)
+        data_key = os.urandom(32)
+        first = store.wrap(data_key)
+        second_version = store.rotate_kek()
+        second = store.wrap(data_key)
+        third_version = store.rotate_kek()
+        store.destroy_kek(first.kek_version)
+        store.close()
+        reopened = self.reopen_keystore(location)
+        try:
+            assert reopened.current_kek_version == third_version
+            assert reopened.kek_versions() == [second_version, third_version]
+            assert reopened.unwrap(second) == data_key
+            with pytest.raises(KeyNotFound):
+                reopened.unwrap(first)
+            assert reopened.rotate_kek() == third_version + 1
+        finally:
+            reopened.close()
 
     # -- signer ---------------------------------------------------------------------------
 

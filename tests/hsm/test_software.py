@@ -174,7 +174,7 @@ def test_rotate_kek(store: SoftwareKeyStore, path: Path) -> None:
     assert old.kek_version == 1
     assert store.rotate_kek() == 2
     assert store.current_kek_version == 2
-    assert store.kek_versions == [1, 2]
+    assert store.kek_versions() == [1, 2]
     new_key = os.urandom(32)
     new = store.wrap(new_key)
     assert new.kek_version == 2
