@@ -95,6 +95,14 @@ class EmrClient:
     def create_token(self, name: str, role: str) -> str:
         return self._json("POST", "/admin/tokens", json={"name": name, "role": role})["token"]
 
+    def rotate_keys(self) -> int:
+        """Rotate the node's KEK (admin token); return the new version."""
+        return int(self._json("POST", "/admin/keys/rotate")["version"])
+
+    def key_status(self) -> dict[str, Any]:
+        """KEK rotation status (admin token)."""
+        return dict(self._json("GET", "/admin/keys"))
+
     def add_clinician(self, address: str, role: str) -> dict[str, Any]:
         return self._json("POST", "/clinicians", json={"address": address, "role": role})
 

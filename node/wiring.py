@@ -35,6 +35,7 @@ from node.directory import HospitalDirectory
 from node.exceptions import NodeError
 from node.flows.anchor_records import anchor_pending
 from node.flows.relay_consent import drain_relays
+from node.flows.rotate_keys import KekRewrapJob
 from node.flows.upload_record import UploadRequest, upload_records
 from node.settings import Settings
 from node.throttle import ThrottleAPI
@@ -49,6 +50,12 @@ from storage.backends.sqlite_mirror import SQLiteAuditMirror
 from storage.models import RecordRow
 
 log = logging.getLogger(__name__)
+
+# KEK re-wrap worker: records per round, seconds between rounds, and how long an old KEK
+# must have had no record before it is destroyed (longer than any upload in flight).
+REWRAP_BATCH_SIZE = 500
+REWRAP_INTERVAL = 1.0
+KEK_RETIRE_GRACE = 300.0
 
 
 @dataclass
@@ -74,6 +81,9 @@ class Node:
     relay_worker: BatchWorker
     mirror_worker: BatchWorker
     uploads: Coalescer[UploadRequest, RecordRow]
+    # Re-wraps data keys after a KEK rotation and destroys KEKs nothing refers to any more.
+    kek_rewrap: KekRewrapJob
+    rewrap_worker: BatchWorker
     zk: ZkAccessService | None = None  # anonymous reads with proofs; None when disabled
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
     _closers: list[object] = field(default_factory=list)
@@ -86,7 +96,13 @@ class Node:
 
     @property
     def workers(self) -> tuple[BatchWorker, ...]:
-        return (self.anchorer, self.access_flusher, self.relay_worker, self.mirror_worker)
+        return (
+            self.anchorer,
+            self.access_flusher,
+            self.relay_worker,
+            self.mirror_worker,
+            self.rewrap_worker,
+        )
 
     def start(self) -> None:
         with self._lock:
@@ -104,6 +120,8 @@ class Node:
             for worker in self.workers:
                 worker.stop()
             for worker in self.workers:
+                if worker is self.rewrap_worker:
+                    continue  # resumable backlog: the next start goes on, no drain at exit
                 try:
                     worker.flush_now()
                 except Exception:  # queues are durable: the next start drains them
@@ -128,7 +146,35 @@ def _passphrase(settings: Settings, data_dir: Path, notes: list[str]) -> str:
     return pass_file.read_text().strip()
 
 
-def _open_keystore(settings: Settings, data_dir: Path, notes: list[str]) -> SoftwareKeyStore:
+def _pkcs11_pin(settings: Settings) -> str:
+    hsm = settings.hsm
+    if hsm.pin is not None and hsm.pin_file is not None:
+        raise NodeError("set either EMR_HSM__PIN or EMR_HSM__PIN_FILE, not both")
+    if hsm.pin is not None:
+        return hsm.pin.get_secret_value()
+    if hsm.pin_file is None:
+        raise NodeError("the pkcs11 key store needs a PIN: set EMR_HSM__PIN or EMR_HSM__PIN_FILE")
+    pin_file = hsm.pin_file.expanduser()
+    try:
+        if pin_file.stat().st_mode & 0o077:
+            log.warning("HSM PIN file %s is accessible to other users; chmod 600 it", pin_file)
+        return pin_file.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise NodeError(f"cannot read the HSM PIN file {pin_file}: {exc.strerror}") from None
+
+
+def _open_keystore(settings: Settings, data_dir: Path, notes: list[str]) -> KeyStoreAPI:
+    if settings.hsm.backend == "pkcs11":
+        from hsm.pkcs11 import Pkcs11KeyStore  # python-pkcs11 only when configured
+
+        store = Pkcs11KeyStore.open(
+            settings.hsm.pkcs11_module, settings.hsm.token_label, _pkcs11_pin(settings)
+        )
+        notes.append(
+            f"key store: PKCS#11 token {settings.hsm.token_label!r} "
+            f"(KEK versions {store.kek_versions()})"
+        )
+        return store
     path = data_dir / "keystore.json"
     passphrase = _passphrase(settings, data_dir, notes)
     if path.exists():
@@ -357,7 +403,11 @@ def build_node(settings: Settings) -> Node:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     notes: list[str] = []
     closers: list[object] = []
-    if settings.mode == "production" and not settings.hsm.allow_software_in_production:
+    if (
+        settings.mode == "production"
+        and settings.hsm.backend == "software"
+        and not settings.hsm.allow_software_in_production
+    ):
         raise NodeError(
             "production mode needs a hardware key store; to run with the software key store "
             "anyway set EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION=true"
@@ -440,6 +490,10 @@ def build_node(settings: Settings) -> Node:
         name="upload-commit",
     )
 
+    # Small batches at a gentle pace so that re-wrapping never competes with uploads for
+    # long; the backlog is resumable, so a restart just goes on.
+    kek_rewrap = KekRewrapJob(keys, index, batch_size=REWRAP_BATCH_SIZE, grace=KEK_RETIRE_GRACE)
+
     return Node(
         settings=settings,
         keys=keys,
@@ -457,6 +511,10 @@ def build_node(settings: Settings) -> Node:
         relays=relays,
         throttles=throttles,
         zk=zk,
+        kek_rewrap=kek_rewrap,
+        rewrap_worker=BatchWorker(
+            "kek-rewrap", kek_rewrap, interval=REWRAP_INTERVAL, batch_size=REWRAP_BATCH_SIZE
+        ),
         mirror_worker=BatchWorker(
             "audit-mirror",
             lambda: sync_mirror(chain=chain, mirror=mirror),

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
 
 
 class BlobStoreAPI(ABC):
@@ -96,6 +96,24 @@ class RecordIndexAPI(ABC):
     @abstractmethod
     def get_batch(self, batch_id: int) -> AnchorBatch:
         """Return an anchored batch. Raises RecordNotFound."""
+
+    @abstractmethod
+    def kek_usage(self) -> dict[int, int]:
+        """Return how many records each KEK version wraps; versions no record uses are
+        absent. Tells the rotation job what is left to re-wrap and which KEK is unused."""
+
+    @abstractmethod
+    def wrapped_keys_with(self, kek_version: int, limit: int) -> list[tuple[bytes, StoredKey]]:
+        """Return up to ``limit`` ``(record_id, key)`` pairs of records whose data key is
+        wrapped by ``kek_version``, oldest first. Raises ValueError for a negative limit."""
+
+    @abstractmethod
+    def replace_wrapped_keys(self, updates: Sequence[KeyUpdate]) -> int:
+        """Store re-wrapped data keys in one transaction, as a compare-and-set: a record
+        changes only while it is still at ``old_version``, so a concurrent re-wrap or
+        rotation never overwrites a newer key with a stale one. Unknown records are
+        skipped. Returns how many records changed. Raises ValueError when an update keeps
+        its version or a field is malformed (then nothing is written)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -7,6 +7,7 @@ Nothing here holds plaintext medical content: storage receives only ciphertext.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +49,25 @@ class AnchorReceipt:
     leaf: bytes
     proof: list[bytes] = field(default_factory=list)
     batch: AnchorBatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A record's data key as the index keeps it: wrapped by KEK ``kek_version`` (storage
+    never sees a data key in the clear)."""
+
+    kek_version: int
+    blob: bytes
+
+    def __repr__(self) -> str:
+        return f"StoredKey(kek_version={self.kek_version}, blob=<{len(self.blob)} bytes>)"
+
+
+class KeyUpdate(NamedTuple):
+    """Re-wrap of one record's data key, applied only if the record is still at
+    ``old_version`` (compare-and-set)."""
+
+    record_id: bytes
+    old_version: int
+    new_version: int
+    new_blob: bytes

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from storage.models import AnchorBatch, RecordRow
+from storage.models import AnchorBatch, KeyUpdate, RecordRow
 
 HASH_SIZE = 32
 
@@ -78,3 +78,20 @@ def record_filters(
             clauses.append(f"{column} = {placeholder}")
             params.append(value)
     return clauses, params
+
+
+def key_update_params(updates: Sequence[KeyUpdate]) -> list[tuple[bytes, int, bytes, int]]:
+    """``(new_blob, new_version, record_id, old_version)`` per update, checked first so that a
+    bad update writes nothing."""
+    params: list[tuple[bytes, int, bytes, int]] = []
+    for u in updates:
+        record_id, old, new, blob = u
+        check_hash(record_id, "record_id")
+        if not isinstance(blob, bytes) or not blob:
+            raise ValueError("a wrapped key must be non-empty bytes")
+        if isinstance(old, bool) or isinstance(new, bool) or old < 0 or new < 0:
+            raise ValueError("KEK versions must be non-negative integers")
+        if old == new:
+            raise ValueError("a re-wrapped key must change its KEK version")
+        params.append((blob, int(new), record_id, int(old)))
+    return params

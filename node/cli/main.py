@@ -254,6 +254,40 @@ def audit_verify(url: Url = "http://127.0.0.1:8700", token: AuditorToken = None)
         raise typer.Exit(1)
 
 
+keys_app = typer.Typer(
+    help="Master keys (KEKs): rotation and its progress (admin token).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+AdminToken = Annotated[
+    str | None,
+    typer.Option("--token", "--admin-token", envvar="EMR_ADMIN_TOKEN", help="admin API token"),
+]
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    url: Url = "http://127.0.0.1:8700", token: AdminToken = None, data_dir: DataDir = None
+) -> None:
+    """Create a new KEK version for new records; the node re-wraps existing data keys in the
+    background and destroys the old KEK once nothing refers to it."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token or _read_admin_token(data_dir)) as client:
+        _print_json(lambda: {"version": client.rotate_keys()})
+
+
+@keys_app.command("status")
+def keys_status(
+    url: Url = "http://127.0.0.1:8700", token: AdminToken = None, data_dir: DataDir = None
+) -> None:
+    """Show the current KEK version, records per version, the re-wrap backlog and retired
+    versions."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token or _read_admin_token(data_dir)) as client:
+        _print_json(client.key_status)
+
+
 db_app = typer.Typer(help="The record index database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -45,10 +45,11 @@ from storage.exceptions import (
     RecordNotFound,
     StorageError,
 )
-from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
 from storage.record_rows import (
     HASH_SIZE,
     check_hash,
+    key_update_params,
     record_filters,
     record_params,
     row_to_batch,
@@ -208,6 +209,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                     ON UPDATE CURRENT_TIMESTAMP
             ) {_TABLE_OPTIONS}""",
         ),
+    ),
+    Migration(
+        "index of records by KEK version, for re-wrapping data keys after a KEK rotation",
+        # Re-runnable: migrate() treats "duplicate key name" as already applied (MySQL 8
+        # has no CREATE INDEX IF NOT EXISTS). (kek_version, seq) serves "oldest first".
+        ("ALTER TABLE records ADD INDEX records_kek_version (kek_version, seq)",),
     ),
 )
 
@@ -596,7 +603,12 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
                 for number in range(version + 1, target + 1):
                     migration = MIGRATIONS[number - 1]
                     for statement in migration.statements:
-                        cur.execute(statement)
+                        try:
+                            cur.execute(statement)
+                        except pymysql.err.MySQLError as err:
+                            # An index added by a run interrupted before it was recorded.
+                            if _error_code(err) != ER.DUP_KEYNAME:
+                                raise
                     cur.execute(
                         "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
                         (number, migration.description[:255]),
@@ -803,6 +815,46 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         if row is None:
             raise RecordNotFound(f"no anchored batch {batch_id}")
         return row_to_batch(row)
+
+    def kek_usage(self) -> dict[int, int]:
+        def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
+            cur.execute("SELECT kek_version, COUNT(*) FROM records GROUP BY kek_version")
+            return cur.fetchall()
+
+        return {int(v): int(n) for v, n in self._run(work)}
+
+    def wrapped_keys_with(self, kek_version: int, limit: int) -> list[tuple[bytes, StoredKey]]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+
+        def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
+            cur.execute(
+                "SELECT record_id, kek_version, wrapped_key FROM records "
+                "WHERE kek_version = %s ORDER BY seq LIMIT %s",
+                (int(kek_version), int(limit)),
+            )
+            return cur.fetchall()
+
+        return [(bytes(r[0]), StoredKey(int(r[1]), bytes(r[2]))) for r in self._run(work)]
+
+    def replace_wrapped_keys(self, updates: Sequence[KeyUpdate]) -> int:
+        params = key_update_params(updates)
+        if not params:
+            return 0
+
+        def work(cur: pymysql.cursors.Cursor) -> int:
+            # One UPDATE per record: the WHERE on kek_version is the compare-and-set. The
+            # version always changes, so "affected rows" counts exactly the records swapped.
+            changed = 0
+            for p in params:
+                changed += cur.execute(
+                    "UPDATE records SET wrapped_key = %s, kek_version = %s "
+                    "WHERE record_id = %s AND kek_version = %s",
+                    p,
+                )
+            return changed
+
+        return self._run(work, write=True)
 
     # -- chain event mirror --------------------------------------------------------------
 

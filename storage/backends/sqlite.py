@@ -23,10 +23,11 @@ from storage.exceptions import (
     RecordNotFound,
     StorageError,
 )
-from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
 from storage.record_rows import (
     HASH_SIZE,
     check_hash,
+    key_update_params,
     record_filters,
     record_params,
     row_to_batch,
@@ -82,6 +83,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX anchor_receipts_batch ON anchor_receipts (batch_id)",
     ),
+    # v2: find the records a KEK version wraps (re-wrap after rotation) without a scan. The
+    # rowid (seq) ends every SQLite index, so "oldest first" comes in index order.
+    ("CREATE INDEX records_kek_version ON records (kek_version)",),
 )
 
 _RECORD_COLUMNS = (
@@ -344,6 +348,37 @@ class SQLiteRecordIndex(RecordIndexAPI):
         if row is None:
             raise RecordNotFound(f"no anchored batch {batch_id}")
         return row_to_batch(row)
+
+    def kek_usage(self) -> dict[int, int]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT kek_version, COUNT(*) FROM records GROUP BY kek_version"
+            ).fetchall()
+        return {int(v): int(n) for v, n in rows}
+
+    def wrapped_keys_with(self, kek_version: int, limit: int) -> list[tuple[bytes, StoredKey]]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT record_id, kek_version, wrapped_key FROM records "
+                "WHERE kek_version = ? ORDER BY seq LIMIT ?",
+                (int(kek_version), int(limit)),
+            ).fetchall()
+        return [(bytes(r[0]), StoredKey(int(r[1]), bytes(r[2]))) for r in rows]
+
+    def replace_wrapped_keys(self, updates: Sequence[KeyUpdate]) -> int:
+        params = key_update_params(updates)
+        if not params:
+            return 0
+        with self._transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE records SET wrapped_key = ?, kek_version = ? "
+                "WHERE record_id = ? AND kek_version = ?",
+                params,
+            )
+            return conn.total_changes - before
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,7 +32,7 @@ from storage.exceptions import (
     IntegrityError,
     RecordNotFound,
 )
-from storage.models import AnchorBatch, AnchorReceipt, RecordRow
+from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
 
 MALFORMED_CIDS = [
     "",
@@ -452,6 +453,80 @@ class RecordIndexConformance:
         total = writers * batches * per_batch
         assert index.count_pending_anchors() == total
         assert len(index.list_records(limit=total + 1)) == total
+
+    # -- wrapped keys (KEK rotation) ----------------------------------------------------
+
+    def test_kek_usage_and_keys_by_version(self, index: RecordIndexAPI) -> None:
+        assert index.kek_usage() == {}
+        rows = [replace(make_row(n), kek_version=1 + n % 2) for n in range(5)]
+        index.add_records(rows)
+        assert index.kek_usage() == {1: 3, 2: 2}
+        got = index.wrapped_keys_with(1, 10)
+        assert got == [(r.record_id, StoredKey(1, r.wrapped_key)) for r in rows[0::2]]
+        assert index.wrapped_keys_with(1, 2) == got[:2]
+        assert index.wrapped_keys_with(1, 0) == []
+        assert index.wrapped_keys_with(9, 10) == []
+        with pytest.raises(ValueError):
+            index.wrapped_keys_with(1, -1)
+
+    def test_replace_wrapped_keys(self, index: RecordIndexAPI) -> None:
+        rows = [make_row(n) for n in range(3)]
+        index.add_records(rows)
+        updates = [KeyUpdate(r.record_id, 1, 2, bytes([n]) * 40) for n, r in enumerate(rows[:2])]
+        assert index.replace_wrapped_keys(updates) == 2
+        assert index.kek_usage() == {1: 1, 2: 2}
+        for n, row in enumerate(rows[:2]):
+            stored = index.get_record(row.record_id)
+            assert stored == replace(row, kek_version=2, wrapped_key=bytes([n]) * 40)
+        assert index.get_record(rows[2].record_id) == rows[2]
+        assert index.replace_wrapped_keys([]) == 0
+
+    def test_replace_wrapped_keys_is_compare_and_set(self, index: RecordIndexAPI) -> None:
+        row = make_row(1)
+        index.add_records([row])
+        assert index.replace_wrapped_keys([KeyUpdate(row.record_id, 1, 3, b"\x03" * 40)]) == 1
+        # A re-wrapper that read the row at v1 before that swap comes too late: nothing moves.
+        stale = KeyUpdate(row.record_id, 1, 2, b"\x02" * 40)
+        assert index.replace_wrapped_keys([stale]) == 0
+        assert index.get_record(row.record_id).wrapped_key == b"\x03" * 40
+        assert index.kek_usage() == {3: 1}
+        unknown = KeyUpdate(make_row(99).record_id, 3, 4, b"\x04" * 40)
+        assert index.replace_wrapped_keys([unknown]) == 0
+
+    def test_concurrent_replacers_swap_each_key_once(self, index: RecordIndexAPI) -> None:
+        rows = [make_row(n) for n in range(40)]
+        index.add_records(rows)
+        changed: list[int] = []
+        errors: list[BaseException] = []
+
+        def rewrap(w: int) -> None:
+            try:
+                updates = [KeyUpdate(r.record_id, 1, 2, bytes([w + 1]) * 40) for r in rows]
+                changed.append(index.replace_wrapped_keys(updates))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=rewrap, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert sum(changed) == len(rows)  # each record moved exactly once
+        assert index.kek_usage() == {2: len(rows)}
+
+    def test_replace_rejects_bad_updates_and_writes_nothing(self, index: RecordIndexAPI) -> None:
+        row = make_row(1)
+        index.add_records([row])
+        good = KeyUpdate(row.record_id, 1, 2, b"\x02" * 40)
+        for bad in (
+            KeyUpdate(row.record_id, 1, 1, b"\x02" * 40),  # same version
+            KeyUpdate(b"short", 1, 2, b"\x02" * 40),
+            KeyUpdate(row.record_id, 1, 2, b""),
+        ):
+            with pytest.raises(ValueError):
+                index.replace_wrapped_keys([good, bad])
+        assert index.get_record(row.record_id) == row
 
 
 # -- cache --------------------------------------------------------------------------------

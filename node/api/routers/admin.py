@@ -1,4 +1,5 @@
-"""Node administration: API tokens (admin) and the hospital's clinician directory."""
+"""Node administration: API tokens and KEK rotation (admin), and the hospital's clinician
+directory."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 from node.api.deps import AdminDep, HospitalDep, NodeDep
 from node.api.schemas.common import Address
 from node.auth.principal import Role
+from node.flows.rotate_keys import rotate, rotation_status
 
 router = APIRouter(tags=["admin"])
 
@@ -42,6 +44,49 @@ class ClinicianOut(BaseModel):
 def create_token(body: TokenIn, node: NodeDep, _admin: AdminDep) -> TokenOut:
     return TokenOut(
         name=body.name, role=body.role, token=node.auth.create_token(body.name, body.role)
+    )
+
+
+class KeyRotationOut(BaseModel):
+    version: int = Field(description="the new current KEK version")
+
+
+class KeyStatusOut(BaseModel):
+    current: int = Field(description="KEK version that wraps new data keys")
+    usage: dict[int, int] = Field(description="records per KEK version")
+    pending: int = Field(description="records still to re-wrap with the current KEK")
+    live: list[int] = Field(description="KEK versions the key store holds")
+    retired: list[int] = Field(description="KEK versions destroyed once nothing used them")
+    unreadable: int = Field(description="records at a KEK version no longer held (0)")
+    rewrap_error: str | None = Field(description="the re-wrap worker's last error, if any")
+
+
+@router.post(
+    "/admin/keys/rotate",
+    response_model=KeyRotationOut,
+    summary="Rotate the KEK: new records use a new version, old keys are re-wrapped (admin)",
+)
+def rotate_keys(node: NodeDep, _admin: AdminDep) -> KeyRotationOut:
+    version = rotate(node.keys)
+    node.rewrap_worker.wake()
+    return KeyRotationOut(version=version)
+
+
+@router.get(
+    "/admin/keys",
+    response_model=KeyStatusOut,
+    summary="KEK rotation status: current version, records per version, backlog (admin)",
+)
+def key_status(node: NodeDep, _admin: AdminDep) -> KeyStatusOut:
+    s = rotation_status(node.keys, node.index)
+    return KeyStatusOut(
+        current=s.current,
+        usage=s.usage,
+        pending=s.pending,
+        live=s.live,
+        retired=s.retired,
+        unreadable=s.unreadable,
+        rewrap_error=node.rewrap_worker.last_error,
     )
 
 

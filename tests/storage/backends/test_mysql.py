@@ -142,6 +142,7 @@ def test_schema_tables_and_indexes(index: MySQLRecordIndex, db_name: str) -> Non
         ("records", "records_patient_created"),
         ("records", "records_creator_category"),
         ("records", "records_previous"),
+        ("records", "records_kek_version"),
         ("consent_events", "consent_events_record_grantee"),
         ("consent_events", "consent_events_patient_time"),
         ("audit_events", "audit_events_patient_time"),
@@ -162,21 +163,22 @@ def test_migrations_are_versioned_and_idempotent(db_name: str) -> None:
         assert index.schema_version == 1
         assert query(db_name, "SHOW TABLES LIKE 'consent_events'") == []
         index.add_records([make_row(1)])  # v1 is usable on its own
-        assert index.migrate() == len(MIGRATIONS) == 2
-        assert index.migrate() == 2
-        assert index.migrate(1) == 2  # never downgrades
+        latest = len(MIGRATIONS)
+        assert index.migrate() == latest == 3
+        assert index.migrate() == latest
+        assert index.migrate(1) == latest  # never downgrades
         versions = query(db_name, "SELECT version FROM schema_migrations ORDER BY version")
-        assert versions == [(1,), (2,)]
+        assert versions == [(v,) for v in range(1, latest + 1)]
     finally:
         index.close()
     reopened = open_index(db_name)  # auto_migrate: nothing left to apply
     try:
-        assert reopened.schema_version == 2
+        assert reopened.schema_version == len(MIGRATIONS)
         assert reopened.get_record(make_row(1).record_id) == make_row(1)
         assert reopened.mirror_cursor() == -1
     finally:
         reopened.close()
-    assert len(query(db_name, "SELECT * FROM schema_migrations")) == 2
+    assert len(query(db_name, "SELECT * FROM schema_migrations")) == len(MIGRATIONS)
 
 
 def test_interrupted_migration_is_completed(db_name: str) -> None:
@@ -192,9 +194,22 @@ def test_interrupted_migration_is_completed(db_name: str) -> None:
         conn.close()
     index = open_index(db_name)
     try:
-        assert index.schema_version == 2
+        assert index.schema_version == len(MIGRATIONS)
         index.add_records([make_row(1)])
         assert index.count_pending_anchors() == 1
+    finally:
+        index.close()
+
+
+def test_interrupted_index_migration_is_completed(db_name: str) -> None:
+    # v3 adds an index; one added by a run that died before recording it is not an error.
+    index = open_index(db_name, auto_migrate=False)
+    try:
+        index.migrate(2)
+        for statement in MIGRATIONS[2].statements:
+            query(db_name, statement)
+        assert index.migrate() == 3
+        assert index.wrapped_keys_with(1, 10) == []
     finally:
         index.close()
 
@@ -219,8 +234,7 @@ def test_concurrent_nodes_migrate_once(db_name: str) -> None:
         index.close()
     assert errors == []
     assert query(db_name, "SELECT version FROM schema_migrations ORDER BY version") == [
-        (1,),
-        (2,),
+        (v,) for v in range(1, len(MIGRATIONS) + 1)
     ]
 
 
