@@ -47,7 +47,7 @@ SO_PIN = "so-pin-51d2e8"
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A SoftHSM2 token initialised by scripts/softhsm.sh; yields the module path."""
     if shutil.which("softhsm2-util") is None or not DEFAULT_MODULE.is_file():
-        pytest.skip("SoftHSM2 is not installed (bash scripts/softhsm.sh install)")
+        pytest.fail("SoftHSM2 is not installed: run bash scripts/softhsm.sh install")
     directory = tmp_path_factory.mktemp("softhsm")
     env = {**os.environ, "EMR_HSM_SO_PIN": SO_PIN, "EMR_HSM_PIN": PIN}
     subprocess.run(
