@@ -31,11 +31,38 @@ from node.settings import ChainSettings, HSMSettings, Settings
 from node.wiring import Node, build_node
 
 
-def _node(data_dir: Path) -> Node:
+def softhsm_env(directory: Path) -> dict[str, str]:
+    """A fresh SoftHSM2 token in ``directory`` (scripts/softhsm.sh) and the environment that
+    points a node at it."""
+    pin = secrets.token_hex(8)
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        ["bash", str(root / "scripts/softhsm.sh"), "init", str(directory), "emr-bench"],
+        env={**os.environ, "EMR_HSM_SO_PIN": secrets.token_hex(8), "EMR_HSM_PIN": pin},
+        check=True,
+        capture_output=True,
+    )
+    return {
+        "SOFTHSM2_CONF": str(directory / "softhsm2.conf"),
+        "EMR_HSM__BACKEND": "pkcs11",
+        "EMR_HSM__TOKEN_LABEL": "emr-bench",
+        "EMR_HSM__PIN": pin,
+    }
+
+
+def _node(data_dir: Path, hsm_env: dict[str, str] | None = None) -> Node:
+    hsm = HSMSettings(passphrase="bench", scrypt_n=2**10)
+    if hsm_env is not None:
+        os.environ["SOFTHSM2_CONF"] = hsm_env["SOFTHSM2_CONF"]
+        hsm = HSMSettings(
+            backend="pkcs11",
+            token_label=hsm_env["EMR_HSM__TOKEN_LABEL"],
+            pin=hsm_env["EMR_HSM__PIN"],
+        )
     return build_node(
         Settings(
             data_dir=data_dir,
-            hsm=HSMSettings(passphrase="bench", scrypt_n=2**10),
+            hsm=hsm,
             chain=ChainSettings(
                 anchor_interval=0.5, access_log_interval=1.0, anchor_batch_size=1000
             ),
@@ -52,9 +79,11 @@ def _drain_anchors(node: Node, timeout: float = 600) -> float:
     return time.perf_counter() - t0
 
 
-def bench_flow(n: int, size: int, batch: int) -> dict[str, Any]:
+def bench_flow(
+    n: int, size: int, batch: int, hsm_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        node = _node(Path(tmp))
+        node = _node(Path(tmp), hsm_env)
         patients = [Account.create().address for _ in range(50)]
         payloads = [os.urandom(size) for _ in range(n)]
         node.start()
