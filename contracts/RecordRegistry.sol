@@ -14,6 +14,9 @@ import {ConsortiumGated} from "./base/ConsortiumGated.sol";
 contract RecordRegistry is IRecordRegistry, ConsortiumGated {
     mapping(uint256 => Batch) private _batches;
     uint256 private _batchCount;
+    /// @dev Who erased a record (zero: not erased). Per-record anchoring hospitals are not
+    /// stored (only emitted), so any member may erase; the node enforces its own policy.
+    mapping(bytes32 => address) private _erasedBy;
 
     /**
      * @dev Requirements: `consortium_` is not the zero address ({ConsortiumGatedInvalidConsortium}).
@@ -45,6 +48,39 @@ contract RecordRegistry is IRecordRegistry, ConsortiumGated {
         for (uint256 i = 0; i < count; ++i) {
             emit RecordAnchored(patients[i], recordIds[i], msg.sender, batchId);
         }
+    }
+
+    /**
+     * @inheritdoc IRecordRegistry
+     * @dev The tombstone does not touch the batch: {verifyRecord} still proves that the record
+     * existed unaltered. Anchoring hospitals are not stored per record (that would cost
+     * ~22k gas a record in {anchorBatch}), so any member may erase; the first eraser is kept.
+     *
+     * Requirements:
+     * - the caller is a member hospital ({ConsortiumGatedNotMember});
+     * - `recordIds` is not empty, no id is zero and `reasonHash` is not zero
+     *   ({RecordRegistryInvalidErasure}).
+     *
+     * Emits one {RecordErased} per id not erased before (none for an id already erased).
+     */
+    function eraseRecords(bytes32[] calldata recordIds, bytes32 reasonHash) external onlyMember {
+        uint256 count = recordIds.length;
+        if (count == 0 || reasonHash == bytes32(0)) revert RecordRegistryInvalidErasure();
+        for (uint256 i = 0; i < count; ++i) {
+            bytes32 id = recordIds[i];
+            if (id == bytes32(0)) revert RecordRegistryInvalidErasure();
+            if (_erasedBy[id] != address(0)) continue;
+            _erasedBy[id] = msg.sender;
+            emit RecordErased(id, msg.sender, reasonHash);
+        }
+    }
+
+    /**
+     * @inheritdoc IRecordRegistry
+     * @dev Requirements: none. Emits nothing.
+     */
+    function isErased(bytes32 recordId) external view returns (bool) {
+        return _erasedBy[recordId] != address(0);
     }
 
     /**

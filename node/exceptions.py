@@ -25,6 +25,10 @@ class ConsentDenied(NodeError):
     """No consent, break-glass or ownership allows this read (the denial is logged)."""
 
 
+class Erased(NodeError):
+    """The record was erased (crypto-shredded): its content can never be read again."""
+
+
 class Conflict(NodeError):
     """The request clashes with current state (a used nonce, an existing id)."""
 

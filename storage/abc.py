@@ -9,7 +9,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
+from storage.models import (
+    AnchorBatch,
+    AnchorReceipt,
+    KeyUpdate,
+    PendingErasure,
+    RecordRow,
+    StoredKey,
+)
 
 
 class BlobStoreAPI(ABC):
@@ -41,7 +48,11 @@ class BlobStoreAPI(ABC):
 
     @abstractmethod
     def delete(self, cid: str) -> None:
-        """Remove (unpin) the blob; a missing blob is not an error."""
+        """Remove (unpin) the blob from every replica; a missing blob is not an error.
+
+        Raises BackendUnavailable when a replica could not be reached (retry later): an
+        erasure is only complete once every copy is gone.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and file handles."""
@@ -113,7 +124,36 @@ class RecordIndexAPI(ABC):
         changes only while it is still at ``old_version``, so a concurrent re-wrap or
         rotation never overwrites a newer key with a stale one. Unknown records are
         skipped. Returns how many records changed. Raises ValueError when an update keeps
-        its version or a field is malformed (then nothing is written)."""
+        its version or a field is malformed (then nothing is written). An erased record is
+        never changed: a re-wrap racing an erasure must not bring its key back."""
+
+    # -- erasure (crypto-shredding, GDPR art. 17) -----------------------------------------
+
+    @abstractmethod
+    def mark_erased(
+        self, record_ids: Sequence[bytes], erased_at: int, reason_hash: bytes
+    ) -> list[bytes]:
+        """Destroy the records' wrapped data keys (the content becomes unrecoverable even
+        where a copy of the ciphertext survives) and flag them erased, in one transaction.
+        Erased records leave ``kek_usage`` and ``wrapped_keys_with`` and join
+        ``pending_erasures`` until their blob is purged and their tombstone anchored.
+
+        Returns the ids newly erased, in order; ids already erased are skipped. Raises
+        RecordNotFound if any id is unknown and ValueError for malformed input (then
+        nothing is written)."""
+
+    @abstractmethod
+    def pending_erasures(self, limit: int) -> list[PendingErasure]:
+        """Up to ``limit`` erased records whose blob is not yet purged or whose tombstone
+        is not yet on-chain, oldest erasure first (the durable to-do list of the eraser)."""
+
+    @abstractmethod
+    def mark_blobs_purged(self, record_ids: Sequence[bytes]) -> None:
+        """Note that the records' blobs were deleted from every replica."""
+
+    @abstractmethod
+    def mark_tombstoned(self, record_ids: Sequence[bytes], tx_hash: bytes) -> None:
+        """Note the transaction that anchored the records' erasure tombstones."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -26,6 +26,13 @@ class RecordRow:
     creator: str  # address of the hospital node that uploaded it
     created_at: int  # unix seconds
     previous_id: bytes | None = None  # predecessor version, if this is a new version
+    # Crypto-shredding (GDPR art. 17): once erased, ``wrapped_key`` is empty for good.
+    erased_at: int | None = None  # unix seconds of the erasure; None while readable
+    erase_tx: bytes | None = None  # the on-chain tombstone's tx; None until it is anchored
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +78,15 @@ class KeyUpdate(NamedTuple):
     old_version: int
     new_version: int
     new_blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingErasure:
+    """An erased record whose follow-up is not finished: its blob may still be stored
+    somewhere (``blob_purged`` False) or its tombstone is not on-chain (``erase_tx`` None)."""
+
+    record_id: bytes
+    cid: str
+    reason_hash: bytes
+    blob_purged: bool
+    erase_tx: bytes | None

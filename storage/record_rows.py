@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from storage.models import AnchorBatch, KeyUpdate, RecordRow
+from storage.models import AnchorBatch, KeyUpdate, PendingErasure, RecordRow
 
 HASH_SIZE = 32
 
@@ -25,7 +25,30 @@ def row_to_record(row: Sequence[Any]) -> RecordRow:
         creator=row[9],
         created_at=int(row[10]),
         previous_id=None if row[11] is None else bytes(row[11]),
+        erased_at=None if len(row) < 13 or row[12] is None else int(row[12]),
+        erase_tx=None if len(row) < 14 or row[13] is None else bytes(row[13]),
     )
+
+
+def row_to_pending_erasure(row: Sequence[Any]) -> PendingErasure:
+    """From ``record_id, cid, erase_reason, blob_purged, erase_tx``."""
+    return PendingErasure(
+        record_id=bytes(row[0]),
+        cid=row[1],
+        reason_hash=bytes(row[2]),
+        blob_purged=bool(row[3]),
+        erase_tx=None if row[4] is None else bytes(row[4]),
+    )
+
+
+def erasure_params(record_ids: Sequence[bytes], erased_at: int, reason_hash: bytes) -> list[bytes]:
+    """The distinct ids to erase, checked first so that bad input writes nothing."""
+    check_hash(reason_hash, "reason_hash")
+    if isinstance(erased_at, bool) or not isinstance(erased_at, int) or erased_at < 0:
+        raise ValueError("erased_at must be a non-negative integer")
+    for rid in record_ids:
+        check_hash(rid, "record_id")
+    return list(dict.fromkeys(bytes(r) for r in record_ids))
 
 
 def row_to_batch(row: Sequence[Any]) -> AnchorBatch:

@@ -20,11 +20,16 @@ interface IRecordRegistry {
     /// @dev Empty batch, zero root, `recordIds` and `patients` of different lengths, or more
     /// than 2^32 - 1 records.
     error RecordRegistryInvalidBatch();
+    /// @dev `eraseRecords` got no ids, a zero id or a zero reason hash.
+    error RecordRegistryInvalidErasure();
 
     /// @dev A member hospital anchored batch `batchId` of `count` records under `root`.
     event BatchAnchored(uint256 indexed batchId, bytes32 indexed root, address indexed hospital, uint256 count);
     /// @dev Record `recordId` of `patient` was anchored by `hospital` in batch `batchId`.
     event RecordAnchored(address indexed patient, bytes32 indexed recordId, address indexed hospital, uint256 batchId);
+    /// @dev Tombstone: `hospital` destroyed the data key of record `recordId` (crypto-shredding,
+    /// GDPR art. 17) for the reason whose keccak256 is `reasonHash`. The anchored hash stays.
+    event RecordErased(bytes32 indexed recordId, address indexed hospital, bytes32 reasonHash);
 
     /// @notice Anchors a batch of records; returns its id.
     function anchorBatch(bytes32 root, bytes32[] calldata recordIds, address[] calldata patients)
@@ -42,6 +47,13 @@ interface IRecordRegistry {
         external
         pure
         returns (bytes32);
+
+    /// @notice Records the erasure (a tombstone) of every id not yet erased; ids already
+    /// erased are skipped, so a retried batch is harmless.
+    function eraseRecords(bytes32[] calldata recordIds, bytes32 reasonHash) external;
+
+    /// @notice Whether `recordId` carries an erasure tombstone.
+    function isErased(bytes32 recordId) external view returns (bool);
 
     /// @notice Whether the record version is in batch `batchId` (false for an unknown batch).
     function verifyRecord(

@@ -49,11 +49,13 @@ def verify_record(
     check that the stored ciphertext still decrypts to the indexed hash."""
     row = index.get_record(record_id)
     content_hash = claimed_content_hash or row.content_hash
-    try:
-        open_record(row, blobs=blobs, keys=keys)
-        intact: bool | None = True
-    except (IntegrityError, DecryptionError, UnwrapError):  # altered blob or wrapped key
-        intact = False
+    intact: bool | None = None  # erased: no content left to check, the hash still proves
+    if not row.erased:
+        try:
+            open_record(row, blobs=blobs, keys=keys)
+            intact = True
+        except (IntegrityError, DecryptionError, UnwrapError):  # altered blob or wrapped key
+            intact = False
     receipt = index.get_receipt(record_id)
     if receipt is None or receipt.batch is None:
         return RecordVerification(record_id, content_hash, False, stored_content_intact=intact)

@@ -11,7 +11,7 @@ from node.audit.abc import AccessLogQueueAPI
 from node.chain.models import AccessEntry
 from node.consent.abc import AccessDeciderAPI
 from node.consent.typed_data import AccessBasis, category_hash
-from node.exceptions import ConsentDenied
+from node.exceptions import ConsentDenied, Erased
 from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.cid import cid_for
 from storage.exceptions import IntegrityError
@@ -39,11 +39,18 @@ def decide_access(
     return basis
 
 
+def check_not_erased(row: RecordRow) -> None:
+    """Raise Erased for a crypto-shredded record: its data key is gone, nothing can open it."""
+    if row.erased:
+        raise Erased(f"record 0x{row.record_id.hex()} was erased; only its anchored hash remains")
+
+
 def open_record(
     row: RecordRow, *, blobs: BlobStoreAPI, keys: KeyStoreAPI, cache: CacheAPI | None = None
 ) -> bytes:
     """Fetch (hot cache first), decrypt and check a record: altered bytes raise, they are
-    never returned."""
+    never returned. Raises Erased for an erased record."""
+    check_not_erased(row)
     key = f"blob:{row.cid}"
     blob = cache.get(key) if cache is not None else None
     if blob is None or cid_for(blob) != row.cid:  # the cache is re-checked like any store
@@ -69,6 +76,7 @@ def read_record(
     affiliated_hospital: str | None = None,
 ) -> RecordContent:
     row = index.get_record(record_id)
+    check_not_erased(row)  # 410 for everyone, before consent: there is nothing left to grant
     basis = decide_access(row, requester, access=access, affiliated_hospital=affiliated_hospital)
     granted = basis is not AccessBasis.NONE
     # Logged durably before any data leaves the node; denied attempts are logged too.

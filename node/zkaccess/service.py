@@ -24,7 +24,7 @@ from node.chain.models import TxResult, ZkAccessRequest
 from node.coalescer import Coalescer
 from node.consent.typed_data import category_hash
 from node.exceptions import Conflict, Forbidden, InvalidRequest
-from node.flows.read_record import open_record
+from node.flows.read_record import check_not_erased, open_record
 from node.zkaccess.credential_mirror import CredentialMirror
 from node.zkaccess.sealed_box import SealedBox, seal
 from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
@@ -127,6 +127,7 @@ class ZkAccessService:
 
     def read(self, request: ZkReadRequest) -> ZkReadResult:
         row = self._index.get_record(request.record_id)
+        check_not_erased(row)  # before the proof spends its nullifier on-chain
         category = category_hash(row.category)
         allowed_roles = self.gate.category_policy(category)
         if allowed_roles == 0:

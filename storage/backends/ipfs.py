@@ -397,19 +397,28 @@ class IpfsClusterBlobStore(BlobStoreAPI):
     # -- delete -------------------------------------------------------------------------
 
     def _unpin(self, i: int, cid: str) -> bool:
-        """Unpin ``cid`` on node ``i``; False if the node could not be reached."""
+        """Unpin ``cid`` on node ``i`` and drop its block; False if the node could not be
+        reached."""
         node = self._nodes[i]
         try:
             # Check first: js-ipfs takes ~1 s to refuse pin/rm of an unpinned CID.
             if node.is_pinned(cid):
                 node.pin_rm(cid)
         except CommandFailed as exc:
-            if "not pinned" in exc.message:  # a concurrent delete won the race
-                return True
-            self._node_failed(i, "unpin", exc)
-            return False
+            if "not pinned" not in exc.message:  # else a concurrent delete won the race
+                self._node_failed(i, "unpin", exc)
+                return False
         except NodeUnreachable as exc:
             self._node_failed(i, "unpin", exc)
+            return False
+        try:
+            # Unpinned blocks stay readable until the next GC; an erased record's ciphertext
+            # should not, so the block goes now (GC would only catch up on failures here).
+            node.block_rm(cid)
+        except CommandFailed as exc:
+            logger.warning("IPFS node %d kept block %s after unpinning: %s", i, cid, exc.message)
+        except NodeUnreachable as exc:
+            self._node_failed(i, "block removal", exc)
             return False
         return True
 

@@ -233,6 +233,11 @@ class KuboRPC:
         """``pin/rm``. Raises CommandFailed (message contains "not pinned") if it was not."""
         self._post("pin/rm", {"arg": cid}).close()
 
+    def block_rm(self, cid: str) -> None:
+        """``block/rm`` with ``force`` (a missing block is fine): drop the block from the
+        local repo now instead of at the next garbage collection."""
+        self._post("block/rm", {"arg": cid, "force": "true"}).close()
+
     def block_get(self, cid: str) -> bytes:
         """``block/get``: the raw bytes of a block.
 

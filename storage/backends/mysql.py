@@ -45,14 +45,23 @@ from storage.exceptions import (
     RecordNotFound,
     StorageError,
 )
-from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
+from storage.models import (
+    AnchorBatch,
+    AnchorReceipt,
+    KeyUpdate,
+    PendingErasure,
+    RecordRow,
+    StoredKey,
+)
 from storage.record_rows import (
     HASH_SIZE,
     check_hash,
+    erasure_params,
     key_update_params,
     record_filters,
     record_params,
     row_to_batch,
+    row_to_pending_erasure,
     row_to_record,
 )
 
@@ -216,6 +225,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         # has no CREATE INDEX IF NOT EXISTS). (kek_version, seq) serves "oldest first".
         ("ALTER TABLE records ADD INDEX records_kek_version (kek_version, seq)",),
     ),
+    Migration(
+        "erasure state of records (crypto-shredding): when, why, blob purged, tombstone tx",
+        # One ALTER, so the columns and the index arrive together; a re-run after it was
+        # applied but not recorded fails with "duplicate column", which migrate() accepts.
+        (
+            "ALTER TABLE records ADD COLUMN erased_at BIGINT NULL, "
+            "ADD COLUMN erase_reason BINARY(32) NULL, "
+            "ADD COLUMN erase_tx VARBINARY(64) NULL, "
+            "ADD COLUMN blob_purged BOOLEAN NOT NULL DEFAULT FALSE, "
+            "ADD INDEX records_erased (erased_at, seq)",
+        ),
+    ),
 )
 
 _SCHEMA_MIGRATIONS_TABLE = f"""CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -228,6 +249,8 @@ _RECORD_COLUMNS = (
     "record_id, patient, category, content_type, cid, content_hash, size, wrapped_key, "
     "kek_version, creator, created_at, previous_id"
 )
+# What reads return: the inserted columns plus the erasure state.
+_SELECT_COLUMNS = f"{_RECORD_COLUMNS}, erased_at, erase_tx"
 _BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
 _NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
 
@@ -607,7 +630,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
                             cur.execute(statement)
                         except pymysql.err.MySQLError as err:
                             # An index added by a run interrupted before it was recorded.
-                            if _error_code(err) != ER.DUP_KEYNAME:
+                            if _error_code(err) not in (ER.DUP_KEYNAME, ER.DUP_FIELDNAME):
                                 raise
                     cur.execute(
                         "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
@@ -652,7 +675,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
     def get_record(self, record_id: bytes) -> RecordRow:
         def work(cur: pymysql.cursors.Cursor) -> tuple[Any, ...] | None:
             cur.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = %s", (bytes(record_id),)
+                f"SELECT {_SELECT_COLUMNS} FROM records WHERE record_id = %s", (bytes(record_id),)
             )
             return cur.fetchone()
 
@@ -677,7 +700,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
 
         def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
             cur.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT %s OFFSET %s",
+                f"SELECT {_SELECT_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT %s OFFSET %s",
                 [*params, int(limit), int(offset)],
             )
             return cur.fetchall()
@@ -690,7 +713,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
 
         def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
             cur.execute(
-                f"SELECT {_prefixed(_RECORD_COLUMNS, 'r')} FROM anchor_outbox o "
+                f"SELECT {_prefixed(_SELECT_COLUMNS, 'r')} FROM anchor_outbox o "
                 "JOIN records r ON r.record_id = o.record_id ORDER BY o.seq LIMIT %s",
                 (int(limit),),
             )
@@ -818,7 +841,10 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
 
     def kek_usage(self) -> dict[int, int]:
         def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
-            cur.execute("SELECT kek_version, COUNT(*) FROM records GROUP BY kek_version")
+            cur.execute(
+                "SELECT kek_version, COUNT(*) FROM records WHERE erased_at IS NULL "
+                "GROUP BY kek_version"
+            )
             return cur.fetchall()
 
         return {int(v): int(n) for v, n in self._run(work)}
@@ -830,7 +856,7 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
             cur.execute(
                 "SELECT record_id, kek_version, wrapped_key FROM records "
-                "WHERE kek_version = %s ORDER BY seq LIMIT %s",
+                "WHERE kek_version = %s AND erased_at IS NULL ORDER BY seq LIMIT %s",
                 (int(kek_version), int(limit)),
             )
             return cur.fetchall()
@@ -849,12 +875,82 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
             for p in params:
                 changed += cur.execute(
                     "UPDATE records SET wrapped_key = %s, kek_version = %s "
-                    "WHERE record_id = %s AND kek_version = %s",
+                    "WHERE record_id = %s AND kek_version = %s AND erased_at IS NULL",
                     p,
                 )
             return changed
 
         return self._run(work, write=True)
+
+    def mark_erased(
+        self, record_ids: Sequence[bytes], erased_at: int, reason_hash: bytes
+    ) -> list[bytes]:
+        ids = erasure_params(record_ids, erased_at, reason_hash)
+        if not ids:
+            return []
+
+        def work(cur: pymysql.cursors.Cursor) -> list[bytes]:
+            newly: list[bytes] = []
+            for rid in ids:
+                # FOR UPDATE: two nodes erasing the same record agree on who erased it.
+                cur.execute("SELECT erased_at FROM records WHERE record_id = %s FOR UPDATE", (rid,))
+                row = cur.fetchone()
+                if row is None:
+                    raise RecordNotFound(f"no record {rid.hex()}")
+                if row[0] is None:
+                    newly.append(rid)
+            for rid in newly:
+                cur.execute(
+                    "UPDATE records SET wrapped_key = '', erased_at = %s, erase_reason = %s "
+                    "WHERE record_id = %s AND erased_at IS NULL",
+                    (int(erased_at), reason_hash, rid),
+                )
+            return newly
+
+        return self._run(work, write=True)
+
+    def pending_erasures(self, limit: int) -> list[PendingErasure]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+
+        def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
+            cur.execute(
+                "SELECT record_id, cid, erase_reason, blob_purged, erase_tx FROM records "
+                "WHERE erased_at IS NOT NULL AND (erase_tx IS NULL OR NOT blob_purged) "
+                "ORDER BY erased_at, seq LIMIT %s",
+                (int(limit),),
+            )
+            return cur.fetchall()
+
+        return [row_to_pending_erasure(r) for r in self._run(work)]
+
+    def mark_blobs_purged(self, record_ids: Sequence[bytes]) -> None:
+        ids = [bytes(r) for r in record_ids]
+        if not ids:
+            return
+
+        def work(cur: pymysql.cursors.Cursor) -> None:
+            cur.executemany(
+                "UPDATE records SET blob_purged = TRUE "
+                "WHERE record_id = %s AND erased_at IS NOT NULL",
+                [(r,) for r in ids],
+            )
+
+        self._run(work, write=True)
+
+    def mark_tombstoned(self, record_ids: Sequence[bytes], tx_hash: bytes) -> None:
+        ids = [bytes(r) for r in record_ids]
+        if not ids:
+            return
+
+        def work(cur: pymysql.cursors.Cursor) -> None:
+            cur.executemany(
+                "UPDATE records SET erase_tx = %s "
+                "WHERE record_id = %s AND erased_at IS NOT NULL AND erase_tx IS NULL",
+                [(bytes(tx_hash), r) for r in ids],
+            )
+
+        self._run(work, write=True)
 
     # -- chain event mirror --------------------------------------------------------------
 

@@ -23,14 +23,23 @@ from storage.exceptions import (
     RecordNotFound,
     StorageError,
 )
-from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
+from storage.models import (
+    AnchorBatch,
+    AnchorReceipt,
+    KeyUpdate,
+    PendingErasure,
+    RecordRow,
+    StoredKey,
+)
 from storage.record_rows import (
     HASH_SIZE,
     check_hash,
+    erasure_params,
     key_update_params,
     record_filters,
     record_params,
     row_to_batch,
+    row_to_pending_erasure,
     row_to_record,
 )
 
@@ -86,12 +95,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # v2: find the records a KEK version wraps (re-wrap after rotation) without a scan. The
     # rowid (seq) ends every SQLite index, so "oldest first" comes in index order.
     ("CREATE INDEX records_kek_version ON records (kek_version)",),
+    # v3: crypto-shredding. An erased record keeps its row (the hash stays evidence) with an
+    # empty wrapped key; the partial index is the eraser's to-do list (blob purge, tombstone).
+    (
+        "ALTER TABLE records ADD COLUMN erased_at INTEGER",
+        "ALTER TABLE records ADD COLUMN erase_reason BLOB",
+        "ALTER TABLE records ADD COLUMN erase_tx BLOB",
+        "ALTER TABLE records ADD COLUMN blob_purged INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX records_erasure_pending ON records (erased_at) "
+        "WHERE erased_at IS NOT NULL AND (erase_tx IS NULL OR blob_purged = 0)",
+    ),
 )
 
 _RECORD_COLUMNS = (
     "record_id, patient, category, content_type, cid, content_hash, size, wrapped_key, "
     "kek_version, creator, created_at, previous_id"
 )
+# What reads return: the inserted columns plus the erasure state.
+_SELECT_COLUMNS = f"{_RECORD_COLUMNS}, erased_at, erase_tx"
 _BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
 _NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
 
@@ -145,6 +166,8 @@ class SQLiteRecordIndex(RecordIndexAPI):
                 # per commit is cheap.
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
+                # An erased record's wrapped key is overwritten, not left in a free page.
+                conn.execute("PRAGMA secure_delete=ON")
                 self._migrate(conn)
             except BaseException:
                 conn.close()
@@ -226,7 +249,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
     def get_record(self, record_id: bytes) -> RecordRow:
         with self._connection() as conn:
             row = conn.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?", (record_id,)
+                f"SELECT {_SELECT_COLUMNS} FROM records WHERE record_id = ?", (record_id,)
             ).fetchone()
         if row is None:
             raise RecordNotFound(f"no record {bytes(record_id).hex()}")
@@ -247,7 +270,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         with self._connection() as conn:
             rows = conn.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT ? OFFSET ?",
+                f"SELECT {_SELECT_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
         return [row_to_record(r) for r in rows]
@@ -255,7 +278,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
     def pending_anchors(self, limit: int) -> list[RecordRow]:
         if limit < 0:
             raise ValueError("limit must not be negative")
-        columns = ", ".join(f"r.{c.strip()}" for c in _RECORD_COLUMNS.split(","))
+        columns = ", ".join(f"r.{c.strip()}" for c in _SELECT_COLUMNS.split(","))
         with self._connection() as conn:
             rows = conn.execute(
                 f"SELECT {columns} FROM anchor_outbox o "
@@ -352,7 +375,8 @@ class SQLiteRecordIndex(RecordIndexAPI):
     def kek_usage(self) -> dict[int, int]:
         with self._connection() as conn:
             rows = conn.execute(
-                "SELECT kek_version, COUNT(*) FROM records GROUP BY kek_version"
+                "SELECT kek_version, COUNT(*) FROM records WHERE erased_at IS NULL "
+                "GROUP BY kek_version"
             ).fetchall()
         return {int(v): int(n) for v, n in rows}
 
@@ -362,7 +386,7 @@ class SQLiteRecordIndex(RecordIndexAPI):
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT record_id, kek_version, wrapped_key FROM records "
-                "WHERE kek_version = ? ORDER BY seq LIMIT ?",
+                "WHERE kek_version = ? AND erased_at IS NULL ORDER BY seq LIMIT ?",
                 (int(kek_version), int(limit)),
             ).fetchall()
         return [(bytes(r[0]), StoredKey(int(r[1]), bytes(r[2]))) for r in rows]
@@ -375,10 +399,60 @@ class SQLiteRecordIndex(RecordIndexAPI):
             before = conn.total_changes
             conn.executemany(
                 "UPDATE records SET wrapped_key = ?, kek_version = ? "
-                "WHERE record_id = ? AND kek_version = ?",
+                "WHERE record_id = ? AND kek_version = ? AND erased_at IS NULL",
                 params,
             )
             return conn.total_changes - before
+
+    def mark_erased(
+        self, record_ids: Sequence[bytes], erased_at: int, reason_hash: bytes
+    ) -> list[bytes]:
+        ids = erasure_params(record_ids, erased_at, reason_hash)
+        if not ids:
+            return []
+        with self._transaction() as conn:
+            newly: list[bytes] = []
+            for rid in ids:
+                row = conn.execute(
+                    "SELECT erased_at FROM records WHERE record_id = ?", (rid,)
+                ).fetchone()
+                if row is None:
+                    raise RecordNotFound(f"no record {rid.hex()}")
+                if row[0] is None:
+                    newly.append(rid)
+            conn.executemany(
+                "UPDATE records SET wrapped_key = X'', erased_at = ?, erase_reason = ? "
+                "WHERE record_id = ? AND erased_at IS NULL",
+                [(int(erased_at), reason_hash, rid) for rid in newly],
+            )
+        return newly
+
+    def pending_erasures(self, limit: int) -> list[PendingErasure]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT record_id, cid, erase_reason, blob_purged, erase_tx FROM records "
+                "WHERE erased_at IS NOT NULL AND (erase_tx IS NULL OR blob_purged = 0) "
+                "ORDER BY erased_at, seq LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+        return [row_to_pending_erasure(r) for r in rows]
+
+    def mark_blobs_purged(self, record_ids: Sequence[bytes]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE records SET blob_purged = 1 WHERE record_id = ? AND erased_at IS NOT NULL",
+                [(bytes(r),) for r in record_ids],
+            )
+
+    def mark_tombstoned(self, record_ids: Sequence[bytes], tx_hash: bytes) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE records SET erase_tx = ? "
+                "WHERE record_id = ? AND erased_at IS NOT NULL AND erase_tx IS NULL",
+                [(bytes(tx_hash), bytes(r)) for r in record_ids],
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -181,3 +181,60 @@ def test_invalid_batches(chain: Chain, patient: LocalAccount) -> None:
 
 def test_consortium_getter(chain: Chain) -> None:
     assert chain.records.functions.consortium().call() == chain.consortium.address
+
+
+# -- erasure tombstones (crypto-shredding, GDPR art. 17) ------------------------------------
+
+
+def test_erase_records_emits_tombstones_and_keeps_the_proof(
+    chain: Chain, patient: LocalAccount
+) -> None:
+    records = _records([patient.address], 4, "erase")
+    tree, batch_id, _ = _anchor(chain, records, chain.a)
+    r = chain.records.functions
+    erased = [records[0][0], records[2][0]]
+    reason = keccak(text="patient request, art. 17")
+    assert not any(r.isErased(rid).call() for rid, *_ in records)
+    receipt = chain.send(r.eraseRecords(erased, reason), chain.a)
+    events = chain.records.events.RecordErased().process_receipt(receipt, errors=DISCARD)
+    assert [dict(e["args"]) for e in events] == [
+        {"recordId": rid, "hospital": chain.a, "reasonHash": reason} for rid in erased
+    ]
+    assert [r.isErased(rid).call() for rid, *_ in records] == [True, False, True, False]
+    # The anchored hash stays: the tombstone does not undo the evidence.
+    for rec in records:
+        assert r.verifyRecord(batch_id, *rec, tree.proof(record_leaf(*rec))).call() is True
+    logs = chain.records.events.RecordErased.get_logs(
+        from_block=0, argument_filters={"recordId": erased[1]}
+    )
+    assert len(logs) == 1 and logs[0]["args"]["hospital"] == chain.a
+
+
+def test_erase_twice_is_a_no_op(chain: Chain) -> None:
+    """A retried batch (sent, then the node crashed before noting it) changes nothing."""
+    r = chain.records.functions
+    first, second = keccak(text="e1"), keccak(text="e2")
+    reason = keccak(text="r")
+    chain.send(r.eraseRecords([first], reason), chain.a)
+    receipt = chain.send(r.eraseRecords([first, second], keccak(text="other")), chain.b)
+    events = chain.records.events.RecordErased().process_receipt(receipt, errors=DISCARD)
+    assert [(e["args"]["recordId"], e["args"]["hospital"]) for e in events] == [(second, chain.b)]
+    again = chain.send(r.eraseRecords([first, second], reason), chain.a)
+    assert chain.records.events.RecordErased().process_receipt(again, errors=DISCARD) == ()
+    assert r.isErased(first).call() and r.isErased(second).call()
+
+
+def test_erase_records_rejects_outsiders_and_bad_input(chain: Chain) -> None:
+    r = chain.records.functions
+    rid, reason = keccak(text="x"), keccak(text="why")
+    args = expect_revert(
+        lambda: r.eraseRecords([rid], reason).transact({"from": chain.outsider}),
+        "ConsortiumGatedNotMember",
+    )
+    assert args == (chain.outsider,)
+    for ids, why in (([], reason), ([rid], ZERO32), ([rid, ZERO32], reason)):
+        expect_revert(
+            lambda ids=ids, why=why: r.eraseRecords(ids, why).transact({"from": chain.a}),
+            "RecordRegistryInvalidErasure",
+        )
+    assert not r.isErased(rid).call()

@@ -528,6 +528,79 @@ class RecordIndexConformance:
                 index.replace_wrapped_keys([good, bad])
         assert index.get_record(row.record_id) == row
 
+    # -- erasure (crypto-shredding) ------------------------------------------------------
+
+    def test_mark_erased_shreds_the_key_and_keeps_the_row(self, index: RecordIndexAPI) -> None:
+        rows = [make_row(n) for n in range(3)]
+        index.add_records(rows)
+        reason = b"\x07" * 32
+        assert index.mark_erased([rows[0].record_id, rows[2].record_id], 1_700_000_500, reason) == [
+            rows[0].record_id,
+            rows[2].record_id,
+        ]
+        gone = index.get_record(rows[0].record_id)
+        assert gone.erased and gone.erased_at == 1_700_000_500 and gone.erase_tx is None
+        assert gone.wrapped_key == b""  # the data key is unrecoverable
+        assert replace(gone, wrapped_key=rows[0].wrapped_key, erased_at=None) == rows[0]
+        assert index.get_record(rows[1].record_id) == rows[1]
+        assert [r.erased for r in index.list_records()] == [True, False, True]
+        # Erased keys are nobody's to re-wrap, and they keep no KEK alive.
+        assert index.kek_usage() == {1: 1}
+        assert [rid for rid, _ in index.wrapped_keys_with(1, 10)] == [rows[1].record_id]
+        late = KeyUpdate(rows[0].record_id, 1, 2, b"\x02" * 40)
+        assert index.replace_wrapped_keys([late]) == 0
+        assert index.get_record(rows[0].record_id).wrapped_key == b""
+
+    def test_mark_erased_twice_and_unknown(self, index: RecordIndexAPI) -> None:
+        rows = [make_row(n) for n in range(2)]
+        index.add_records(rows)
+        reason = b"\x07" * 32
+        assert index.mark_erased([rows[0].record_id], 100, reason) == [rows[0].record_id]
+        assert index.mark_erased([rows[0].record_id, rows[1].record_id], 200, reason) == [
+            rows[1].record_id
+        ]
+        assert index.get_record(rows[0].record_id).erased_at == 100  # the first erasure stays
+        assert index.mark_erased([], 300, reason) == []
+        third = make_row(3)
+        index.add_records([third])
+        with pytest.raises(RecordNotFound):
+            index.mark_erased([third.record_id, make_row(99).record_id], 300, reason)
+        assert not index.get_record(third.record_id).erased  # nothing written
+        for bad in ((b"short", reason), (third.record_id, b"\x01")):
+            with pytest.raises(ValueError):
+                index.mark_erased([bad[0]], 300, bad[1])
+        assert not index.get_record(third.record_id).erased
+
+    def test_pending_erasures_until_purged_and_tombstoned(self, index: RecordIndexAPI) -> None:
+        rows = [make_row(n) for n in range(3)]
+        index.add_records(rows)
+        assert index.pending_erasures(10) == []
+        reason = b"\x07" * 32
+        index.mark_erased([rows[1].record_id], 100, reason)
+        index.mark_erased([rows[0].record_id], 200, reason)
+        pending = index.pending_erasures(10)
+        assert [(p.record_id, p.cid, p.reason_hash) for p in pending] == [
+            (rows[1].record_id, rows[1].cid, reason),
+            (rows[0].record_id, rows[0].cid, reason),
+        ]
+        assert not any(p.blob_purged or p.erase_tx for p in pending)
+        assert len(index.pending_erasures(1)) == 1
+        index.mark_blobs_purged([rows[1].record_id, rows[2].record_id])  # rows[2]: not erased
+        index.mark_tombstoned([rows[0].record_id], b"\xaa" * 32)
+        pending = index.pending_erasures(10)
+        assert [(p.record_id, p.blob_purged, p.erase_tx) for p in pending] == [
+            (rows[1].record_id, True, None),
+            (rows[0].record_id, False, b"\xaa" * 32),
+        ]
+        index.mark_tombstoned([rows[1].record_id, rows[2].record_id], b"\xbb" * 32)
+        index.mark_tombstoned([rows[0].record_id], b"\xcc" * 32)  # the first tx stays
+        index.mark_blobs_purged([rows[0].record_id])
+        assert index.pending_erasures(10) == []
+        assert index.get_record(rows[0].record_id).erase_tx == b"\xaa" * 32
+        assert index.get_record(rows[2].record_id).erase_tx is None
+        with pytest.raises(ValueError):
+            index.pending_erasures(-1)
+
 
 # -- cache --------------------------------------------------------------------------------
 

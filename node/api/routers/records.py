@@ -1,22 +1,29 @@
-"""Records: upload (hospital systems), metadata and receipts, and consent-checked reads."""
+"""Records: upload (hospital systems), metadata and receipts, consent-checked reads, and
+erasure (crypto-shredding)."""
 
 from __future__ import annotations
 
+import logging
 import re
+import time
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from node.api.deps import HospitalDep, NodeDep, PrincipalDep, WalletDep
-from node.api.schemas.common import parse_address, parse_hex32
-from node.api.schemas.records import ReceiptPublic, RecordPublic
+from node.api.schemas.common import parse_address, parse_hex32, to_hex
+from node.api.schemas.records import EraseIn, ErasureOut, ReceiptPublic, RecordPublic
 from node.auth.principal import Role, TokenPrincipal, WalletPrincipal
-from node.exceptions import Forbidden, InvalidRequest, PayloadTooLarge
+from node.exceptions import Conflict, Forbidden, InvalidRequest, PayloadTooLarge
+from node.flows.erase_record import erase_records
 from node.flows.read_record import read_record
 from node.flows.upload_record import UploadRequest, check_upload
 from node.wiring import Node
 from storage.models import RecordRow
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/records", tags=["records"])
 
@@ -154,3 +161,42 @@ def read_content(record_id: str, node: NodeDep, wallet: WalletDep) -> Response:
             "X-Content-SHA256": result.row.content_hash.hex(),
         },
     )
+
+
+def erase_and_finish(
+    node: Node, record_ids: Sequence[bytes], reason: str, caller: TokenPrincipal
+) -> ErasureOut:
+    """Shred the keys now (the part that must not fail silently), then try the follow-ups
+    (blob purge, tombstone) at once; what fails is retried by the eraser worker."""
+    result = erase_records(record_ids, reason, index=node.index, now=int(time.time()))
+    if result.erased:
+        # The text stays with the node for auditors, like break-glass reasons (no tx yet).
+        node.directory.save_reason(result.reason_hash, reason, caller.name, b"")
+        # Destroying data keys is a key operation: it goes in the key audit trail too.
+        ids = ",".join(to_hex(rid) for rid in result.erased)
+        subject = f"reason {to_hex(result.reason_hash)}; records {ids}"
+        node.key_audit.append("dek.destroy", subject, caller.name)
+        try:
+            node.eraser.flush_now()
+        except Exception:  # durable to-do list in the index: the worker goes on
+            log.exception("erasure follow-up failed; the eraser worker will retry")
+    return ErasureOut(
+        reason_hash=to_hex(result.reason_hash),
+        erased=[RecordPublic.of(node.index.get_record(rid)) for rid in result.erased],
+        already_erased=[to_hex(rid) for rid in result.already_erased],
+    )
+
+
+@router.post(
+    "/{record_id}/erase",
+    response_model=ErasureOut,
+    summary="Erase a record (GDPR art. 17): destroy its key, purge its blob, anchor a "
+    "tombstone (hospital token)",
+    responses={409: {"description": "already erased"}},
+)
+def erase(record_id: str, body: EraseIn, node: NodeDep, caller: HospitalDep) -> ErasureOut:
+    rid = parse_hex32("record id", record_id)
+    row = node.index.get_record(rid)  # 404 first
+    if row.erased:
+        raise Conflict(f"record 0x{rid.hex()} was already erased at {row.erased_at}")
+    return erase_and_finish(node, [rid], body.reason, caller)

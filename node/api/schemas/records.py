@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from node.api.schemas.common import to_hex
 from storage.models import AnchorReceipt, RecordRow
@@ -18,6 +18,9 @@ class RecordPublic(BaseModel):
     created_at: int
     previous_id: str | None
     anchored: bool | None = None
+    erased: bool = False  # crypto-shredded: the content is gone for good, the hash stays
+    erased_at: int | None = None
+    erase_tx: str | None = None  # the RecordErased tombstone; None until anchored
 
     @classmethod
     def of(cls, row: RecordRow, anchored: bool | None = None) -> RecordPublic:
@@ -33,7 +36,22 @@ class RecordPublic(BaseModel):
             created_at=row.created_at,
             previous_id=to_hex(row.previous_id) if row.previous_id else None,
             anchored=anchored,
+            erased=row.erased,
+            erased_at=row.erased_at,
+            erase_tx=to_hex(row.erase_tx) if row.erase_tx else None,
         )
+
+
+class EraseIn(BaseModel):
+    reason: str = Field(
+        min_length=1, max_length=1000, description="why; only its keccak256 goes on-chain"
+    )
+
+
+class ErasureOut(BaseModel):
+    reason_hash: str
+    erased: list[RecordPublic]  # erased by this request
+    already_erased: list[str]  # ids erased before (unchanged)
 
 
 class ReceiptPublic(BaseModel):

@@ -164,7 +164,7 @@ def test_migrations_are_versioned_and_idempotent(db_name: str) -> None:
         assert query(db_name, "SHOW TABLES LIKE 'consent_events'") == []
         index.add_records([make_row(1)])  # v1 is usable on its own
         latest = len(MIGRATIONS)
-        assert index.migrate() == latest == 3
+        assert index.migrate() == latest == 4
         assert index.migrate() == latest
         assert index.migrate(1) == latest  # never downgrades
         versions = query(db_name, "SELECT version FROM schema_migrations ORDER BY version")
@@ -208,8 +208,21 @@ def test_interrupted_index_migration_is_completed(db_name: str) -> None:
         index.migrate(2)
         for statement in MIGRATIONS[2].statements:
             query(db_name, statement)
-        assert index.migrate() == 3
+        assert index.migrate() == len(MIGRATIONS)
         assert index.wrapped_keys_with(1, 10) == []
+    finally:
+        index.close()
+
+
+def test_interrupted_erasure_migration_is_completed(db_name: str) -> None:
+    # v4 adds columns in one ALTER; applied by a run that died before recording it.
+    index = open_index(db_name, auto_migrate=False)
+    try:
+        index.migrate(3)
+        for statement in MIGRATIONS[3].statements:
+            query(db_name, statement)
+        assert index.migrate() == 4
+        assert index.pending_erasures(10) == []
     finally:
         index.close()
 
