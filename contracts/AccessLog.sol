@@ -31,4 +31,16 @@ contract AccessLog is IAccessLog, ConsortiumGated {
             emit AccessRecorded(e.patient, e.recordId, e.actor, msg.sender, e.granted, e.basis);
         }
     }
+
+    /**
+     * @inheritdoc IAccessLog
+     * @dev Requirements:
+     * - the caller is a member hospital ({ConsortiumGatedNotMember}).
+     *
+     * Emits {KeyAuditAnchored} with the caller as `hospital`. Stateless like the access log:
+     * auditors read the anchors back from the events.
+     */
+    function anchorKeyAudit(bytes32 head, uint256 seq) external onlyMember {
+        emit KeyAuditAnchored(msg.sender, seq, head);
+    }
 }

@@ -9,7 +9,9 @@ import {IConsortium} from "./interfaces/IConsortium.sol";
  * afterwards members are admitted and removed by a strict majority of the current members.
  * @dev A vote counts while its voter is a member in the same membership term as when it voted:
  * a member removed after voting no longer counts, even if re-admitted later. Proposals expire
- * after {PROPOSAL_TTL}. The last member cannot be removed.
+ * after {PROPOSAL_TTL}. The last member cannot be removed. A Rotate proposal moves its
+ * proposer's membership (its name) to a new address when it passes; votes the old
+ * address cast on other proposals lapse with it.
  */
 contract Consortium is IConsortium {
     /// @notice Lifetime of a proposal.
@@ -65,17 +67,19 @@ contract Consortium is IConsortium {
      * @inheritdoc IConsortium
      * @dev Requirements:
      * - the caller is a member ({ConsortiumNotMember});
-     * - `kind` is 0 (Admit) or 1 (Remove); `subject` is not zero; an admission names a
-     *   non-member with a non-empty `name`; a removal names a member ({ConsortiumInvalidProposal});
+     * - `kind` is 0 (Admit), 1 (Remove) or 2 (Rotate); `subject` is not zero; an admission names
+     *   a non-member with a non-empty `name`; a removal names a member; a rotation names a
+     *   non-member (the proposer's new address) ({ConsortiumInvalidProposal});
      * - a removal does not target the last member ({ConsortiumLastMember}).
      *
      * Emits {ProposalCreated} and {ProposalVoted} (the proposer's vote); if that vote is already a
-     * strict majority, also {ProposalExecuted} and {MemberAdmitted} or {MemberRemoved}.
+     * strict majority, also {ProposalExecuted} and {MemberAdmitted} or {MemberRemoved} (a
+     * rotation: {MemberRemoved}, {MemberAdmitted} and {MemberRotated}).
      */
     function propose(uint8 kind, address subject, string calldata name) external onlyMember returns (uint256 id) {
-        if (kind > uint8(ProposalKind.Remove) || subject == address(0)) revert ConsortiumInvalidProposal();
+        if (kind > uint8(ProposalKind.Rotate) || subject == address(0)) revert ConsortiumInvalidProposal();
         ProposalKind pkind = ProposalKind(kind);
-        _checkApplicable(pkind, subject, name);
+        _checkApplicable(pkind, subject, name, msg.sender);
 
         id = ++_proposalCount;
         Proposal storage p = _proposals[id];
@@ -246,9 +250,15 @@ contract Consortium is IConsortium {
         return _countVotes(p) * 2 > _memberList.length;
     }
 
-    function _checkApplicable(ProposalKind kind, address subject, string memory name) private view {
+    function _checkApplicable(ProposalKind kind, address subject, string memory name, address proposer)
+        private
+        view
+    {
         if (kind == ProposalKind.Admit) {
             if (_members[subject].active || bytes(name).length == 0) revert ConsortiumInvalidProposal();
+        } else if (kind == ProposalKind.Rotate) {
+            // The proposer must still hold the membership it moves.
+            if (_members[subject].active || !_members[proposer].active) revert ConsortiumInvalidProposal();
         } else {
             if (!_members[subject].active) revert ConsortiumInvalidProposal();
             if (_memberList.length == 1) revert ConsortiumLastMember();
@@ -256,14 +266,24 @@ contract Consortium is IConsortium {
     }
 
     function _execute(uint256 id, Proposal storage p) private {
-        _checkApplicable(p.kind, p.subject, p.name);
+        _checkApplicable(p.kind, p.subject, p.name, p.proposer);
         p.executed = true;
         emit ProposalExecuted(id);
         if (p.kind == ProposalKind.Admit) {
             _admit(p.subject, p.name);
-        } else {
+        } else if (p.kind == ProposalKind.Remove) {
             _remove(p.subject);
+        } else {
+            _rotate(p.proposer, p.subject);
         }
+    }
+
+    /// @dev Moves `from`'s membership to `to`, keeping the name and the member count.
+    function _rotate(address from, address to) private {
+        string memory name = _members[from].name;
+        _remove(from);
+        _admit(to, name);
+        emit MemberRotated(from, to);
     }
 
     function _admit(address account, string memory name) private {

@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hsm.exceptions import HSMError, UnwrapError
+
 
 @dataclass(frozen=True, slots=True)
 class WrappedKey:
@@ -77,9 +79,37 @@ class KeyStoreAPI(ABC):
         """Return the data key. Raises KeyNotFound for an unknown KEK version and
         UnwrapError when the blob does not unwrap."""
 
+    def unwrap_many(self, wrapped: Sequence[WrappedKey]) -> list[bytes | None]:
+        """Unwrap several data keys, None where a blob does not unwrap (UnwrapError), so
+        one damaged key does not sink a batch. Raises KeyNotFound for an unknown KEK
+        version. One call is one audited batch (see node.audit.keystore)."""
+        out: list[bytes | None] = []
+        for w in wrapped:
+            try:
+                out.append(self.unwrap(w))
+            except UnwrapError:
+                out.append(None)
+        return out
+
     @abstractmethod
     def signer(self) -> SignerAPI:
         """The node's transaction and message signer."""
+
+    def rotate_signer(self) -> SignerAPI:
+        """Create a new signing key, kept beside the current one, and return its signer
+        (or the one already pending: calling again after a crash resumes). ``signer()``
+        stays the old key until :meth:`commit_signer`: the hospital's address moves in the
+        Consortium by a governance vote first. Raises HSMError if unsupported."""
+        raise HSMError(f"{type(self).__name__} cannot rotate its signing key")
+
+    def pending_signer(self) -> SignerAPI | None:
+        """The signer created by :meth:`rotate_signer` and not yet committed, if any."""
+        return None
+
+    def commit_signer(self) -> SignerAPI:
+        """Make the pending signer current and destroy the old key for good; return the new
+        signer. Raises HSMError when nothing is pending."""
+        raise HSMError(f"{type(self).__name__} has no pending signing key")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Log out / release the session."""

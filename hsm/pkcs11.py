@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 SIGNER_LABEL = "node-signer-v1"
+# Signing keys by version: the lowest present is current, a higher one is a pending rotation.
+_SIGNER_VERSION = re.compile(r"node-signer-v([1-9][0-9]*)")
 _KEK_LABEL = re.compile(r"kek-v([1-9][0-9]*)")
 _KEK_BITS = 256
 _WRAP = Mechanism.AES_KEY_WRAP_PAD
@@ -64,6 +66,10 @@ _CLEAR_SESSION_KEY: dict[Attribute, Any] = {
 }
 
 T = TypeVar("T")
+
+
+def _signer_label(version: int) -> str:
+    return f"node-signer-v{version}"
 
 
 def _kek_label(version: int) -> str:
@@ -137,11 +143,24 @@ class Pkcs11KeyStore(KeyStoreAPI):
         self._keks: dict[int, Any] = {}
         self._current = 0
         self._signer: Pkcs11Signer | None = None
+        self._pending: Pkcs11Signer | None = None
+        # Version of the current signing key; None for a custom label (no rotation).
+        self._signer_version: int | None = None
         with self._lock:
             self._load_keks()
             if not self._keks:
                 self._generate_kek(1)
-            self._signer = self._load_signer(signer_label)
+            if signer_label != SIGNER_LABEL:
+                self._signer = self._load_signer(signer_label)
+            else:
+                versions = self._signer_versions()
+                current = min(versions, default=1)
+                self._signer = self._load_signer(_signer_label(current))
+                self._signer_version = current
+                if len(versions) > 2:
+                    raise HSMError(f"token holds signing keys of versions {versions}")
+                if max(versions, default=current) > current:
+                    self._pending = self._load_signer(_signer_label(max(versions)))
 
     def __repr__(self) -> str:
         address = self._signer.address if self._signer is not None else None
@@ -255,6 +274,16 @@ class Pkcs11KeyStore(KeyStoreAPI):
         self._keks = {**self._keks, version: key}
         self._current = version
         logger.info("generated %s in token %r", _kek_label(version), self._token_label)
+
+    def _signer_versions(self) -> list[int]:
+        found = set()
+        for obj in self._session.get_objects(
+            {Attribute.TOKEN: True, Attribute.CLASS: ObjectClass.PRIVATE_KEY}
+        ):
+            match = _SIGNER_VERSION.fullmatch(obj[Attribute.LABEL] or "")
+            if match is not None:
+                found.add(int(match.group(1)))
+        return sorted(found)
 
     def _load_signer(self, label: str) -> Pkcs11Signer:
         def find(object_class: ObjectClass) -> list[Any]:
@@ -407,11 +436,50 @@ class Pkcs11KeyStore(KeyStoreAPI):
                 raise KeyStoreLocked("key store is closed")
             return self._signer
 
+    def rotate_signer(self) -> SignerAPI:
+        """Generate the next signing key pair in the token (node-signer-v<n+1>), non
+        extractable like the first; the lower version stays current until committed."""
+        with self._lock:
+            if self._signer_version is None:
+                raise HSMError("a custom signer label cannot be rotated")
+            if self._pending is None:
+                label = _signer_label(self._signer_version + 1)
+                self._pending = self._call("generate key pair", lambda: self._load_signer(label))
+            return self._pending
+
+    def pending_signer(self) -> SignerAPI | None:
+        return self._pending
+
+    def commit_signer(self) -> SignerAPI:
+        """Destroy the current key pair in the token; the pending one becomes current."""
+        with self._lock:
+            if self._pending is None or self._signer_version is None:
+                raise HSMError("no pending signing key to commit")
+            label = _signer_label(self._signer_version)
+
+            def destroy() -> None:
+                for object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                    for obj in self._session.get_objects(
+                        {
+                            Attribute.TOKEN: True,
+                            Attribute.CLASS: object_class,
+                            Attribute.LABEL: label,
+                        }
+                    ):
+                        obj.destroy()
+
+            self._call("destroy signing key", destroy)
+            self._signer, self._pending = self._pending, None
+            self._signer_version += 1
+        logger.info("signing key %r destroyed in token %r", label, self._token_label)
+        return self._signer
+
     def close(self) -> None:
         """Close the session (the last session of the process logs the token out)."""
         with self._lock:
             session, self._session = self._session, None
             self._keks = {}
+            self._pending = None
             if session is not None:
                 try:
                     session.close()

@@ -154,6 +154,7 @@ class SoftwareKeyStore(KeyStoreAPI):
         keks: dict[int, bytes],
         current: int,
         signing_key: bytes,
+        pending_signing_key: bytes | None = None,
     ) -> None:
         self._path = Path(path)
         self._header = header
@@ -163,6 +164,10 @@ class SoftwareKeyStore(KeyStoreAPI):
         self._active: tuple[int, bytes] | None = (current, self._keks[current])
         self._signer: SoftwareSigner | None = SoftwareSigner(signing_key)
         self._signing_key = signing_key
+        self._pending_key = pending_signing_key
+        self._pending: SoftwareSigner | None = (
+            SoftwareSigner(pending_signing_key) if pending_signing_key is not None else None
+        )
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -262,6 +267,8 @@ class SoftwareKeyStore(KeyStoreAPI):
             keks = {int(v): bytes.fromhex(k) for v, k in material["keks"].items()}
             current = int(material["current"])
             signing_key = bytes.fromhex(material["signing_key"])
+            pending_hex = material.get("pending_signing_key")
+            pending = bytes.fromhex(pending_hex) if pending_hex else None
             if current not in keks or any(len(k) != _KEY_SIZE for k in keks.values()):
                 raise ValueError("inconsistent key material")
             return cls(
@@ -271,19 +278,32 @@ class SoftwareKeyStore(KeyStoreAPI):
                 keks=keks,
                 current=current,
                 signing_key=signing_key,
+                pending_signing_key=pending,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             # from None: the decrypted payload must not ride along in a traceback.
             raise HSMError("key store contents are malformed") from None
 
-    def _save(self, keks: dict[int, bytes], current: int, *, overwrite: bool) -> None:
-        material = json.dumps(
-            {
-                "keks": {str(v): k.hex() for v, k in sorted(keks.items())},
-                "current": current,
-                "signing_key": self._signing_key.hex(),
-            }
-        ).encode("utf-8")
+    def _save(
+        self,
+        keks: dict[int, bytes],
+        current: int,
+        *,
+        overwrite: bool,
+        signing_key: bytes | None = None,
+        pending_signing_key: bytes | bool | None = False,
+    ) -> None:
+        """Write the file; ``signing_key`` / ``pending_signing_key`` default to the store's
+        (False: keep the pending key as is, None: no pending key)."""
+        pending = self._pending_key if pending_signing_key is False else pending_signing_key
+        body: dict[str, Any] = {
+            "keks": {str(v): k.hex() for v, k in sorted(keks.items())},
+            "current": current,
+            "signing_key": (signing_key or self._signing_key).hex(),
+        }
+        if isinstance(pending, bytes):
+            body["pending_signing_key"] = pending.hex()
+        material = json.dumps(body).encode("utf-8")
         nonce = secrets.token_bytes(_NONCE_SIZE)  # fresh per write of the same file key
         ciphertext = AESGCM(self._file_key).encrypt(nonce, material, _associated_data(self._header))
         document = {**self._header, "nonce": nonce.hex(), "ciphertext": ciphertext.hex()}
@@ -377,6 +397,44 @@ class SoftwareKeyStore(KeyStoreAPI):
             self._keks = keks
         logger.info("KEK version %d destroyed", version)
 
+    def rotate_signer(self) -> SignerAPI:
+        """Generate a new signing key and persist it as pending (before anyone learns its
+        address, so a crash never loses a key the consortium may have admitted)."""
+        with self._lock:
+            current, _ = self._require_open()
+            if self._pending is None:
+                key = _generate_private_key()
+                self._save(self._keks, current, overwrite=True, pending_signing_key=key)
+                self._pending_key, self._pending = key, SoftwareSigner(key)
+                logger.info("new signing key %s pending", self._pending.address)
+            return self._pending
+
+    def pending_signer(self) -> SignerAPI | None:
+        return self._pending
+
+    def commit_signer(self) -> SignerAPI:
+        """Make the pending key current and drop the old one from the file."""
+        with self._lock:
+            current, _ = self._require_open()
+            if self._pending is None or self._pending_key is None:
+                raise HSMError("no pending signing key to commit")
+            self._save(
+                self._keks,
+                current,
+                overwrite=True,
+                signing_key=self._pending_key,
+                pending_signing_key=None,
+            )
+            old = self._signer
+            self._signing_key, self._signer = self._pending_key, self._pending
+            self._pending_key, self._pending = None, None
+        logger.info(
+            "signing key rotated from %s to %s",
+            old.address if old else None,
+            self._signer.address,
+        )
+        return self._signer
+
     def close(self) -> None:
         # Best effort only: CPython cannot wipe immutable bytes; drop every reference.
         with self._lock:
@@ -384,4 +442,6 @@ class SoftwareKeyStore(KeyStoreAPI):
             self._keks = {}
             self._signer = None
             self._signing_key = b""
+            self._pending = None
+            self._pending_key = None
             self._file_key = b""

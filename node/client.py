@@ -99,6 +99,10 @@ class EmrClient:
         """Rotate the node's KEK (admin token); return the new version."""
         return int(self._json("POST", "/admin/keys/rotate")["version"])
 
+    def rotate_signer(self) -> dict[str, Any]:
+        """Rotate the node's signing key through a Consortium vote (admin token)."""
+        return dict(self._json("POST", "/admin/keys/signer/rotate"))
+
     def key_status(self) -> dict[str, Any]:
         """KEK rotation status (admin token)."""
         return dict(self._json("GET", "/admin/keys"))
@@ -125,6 +129,10 @@ class EmrClient:
     def record(self, record_id: str, *, token: str | None = None) -> dict[str, Any]:
         return self._json("GET", f"/records/{record_id}", token=token)
 
+    def records(self, **filters: Any) -> list[dict[str, Any]]:
+        """``GET /records`` with filters (patient, category, limit, offset)."""
+        return self._json("GET", "/records", params=filters)
+
     def receipt(self, record_id: str, *, token: str | None = None) -> dict[str, Any]:
         return self._json("GET", f"/records/{record_id}/receipt", token=token)
 
@@ -140,6 +148,14 @@ class EmrClient:
 
     def read(self, record_id: str, session: str) -> httpx.Response:
         return self._call("GET", f"/records/{record_id}/content", token=session)
+
+    def erase(self, record_id: str, reason: str) -> dict[str, Any]:
+        """Crypto-shred one record (hospital token); 409 if it was already erased."""
+        return self._json("POST", f"/records/{record_id}/erase", json={"reason": reason})
+
+    def erase_patient(self, patient: str, reason: str) -> dict[str, Any]:
+        """Crypto-shred every record of ``patient`` not erased yet (hospital token)."""
+        return self._json("POST", f"/patients/{patient}/erase", json={"reason": reason})
 
     # -- wallet sign-in --------------------------------------------------------
     def login(self, account: LocalAccount) -> str:
@@ -226,6 +242,11 @@ class EmrClient:
     def audit_events(self, *, token: str | None = None, **filters: Any) -> list[dict[str, Any]]:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._json("GET", "/audit/events", params=params, token=token)
+
+    def key_audit(self, *, verify: bool = False, **params: Any) -> dict[str, Any]:
+        """The key audit log (GET /audit/keys); ``verify`` checks the chain and anchors."""
+        q = {**params, "verify": str(verify).lower()}
+        return self._json("GET", "/audit/keys", params=q)
 
     def verify_mirror(self) -> dict[str, Any]:
         return self._json("GET", "/audit/mirror/verify")

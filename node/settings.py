@@ -72,6 +72,8 @@ class ChainSettings(BaseModel):
     anchor_interval: float = Field(2.0, gt=0)
     # Access-log entries are batched the same way (one transaction per flush).
     access_log_interval: float = Field(2.0, gt=0)
+    # The key audit log's head is anchored on-chain this often, when it moved.
+    key_audit_anchor_interval: float = Field(60.0, gt=0)
     funded_balance_wei: int = 10**30
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,9 @@ from web3 import Web3
 from hsm.abc import KeyStoreAPI
 from hsm.account import SignerAccount
 from hsm.software import SoftwareKeyStore
-from node.audit.abc import AccessLogQueueAPI
+from node.audit.abc import AccessLogQueueAPI, KeyAuditLogAPI
+from node.audit.key_log import KeyAction, SQLiteKeyAuditLog
+from node.audit.keystore import AuditedKeyStore
 from node.audit.mirror import sync_mirror
 from node.audit.outbox import SQLiteAccessLogQueue
 from node.auth.principal import Role
@@ -34,8 +37,10 @@ from node.consent.relay_queue import ConsentRelayQueue
 from node.directory import HospitalDirectory
 from node.exceptions import NodeError
 from node.flows.anchor_records import anchor_pending
+from node.flows.erase_record import MAX_TOMBSTONE_BATCH, finish_erasures
 from node.flows.relay_consent import drain_relays
 from node.flows.rotate_keys import KekRewrapJob
+from node.flows.rotate_signer import finish_signer_rotation
 from node.flows.upload_record import UploadRequest, upload_records
 from node.settings import Settings
 from node.throttle import ThrottleAPI
@@ -56,6 +61,21 @@ log = logging.getLogger(__name__)
 REWRAP_BATCH_SIZE = 500
 REWRAP_INTERVAL = 1.0
 KEK_RETIRE_GRACE = 300.0
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def key_audit_addresses(log: KeyAuditLogAPI, current: str) -> list[str]:
+    """Every address this node signed as: the current one and those it rotated away from
+    (their anchors count too)."""
+    seen = [current]
+    after = 0
+    while batch := log.entries(after=after, action=KeyAction.SIGNER_ROTATE):
+        for e in batch:
+            seen += _ADDRESS.findall(e.subject)
+        after = batch[-1].seq
+    return list(dict.fromkeys(seen))
 
 
 @dataclass
@@ -84,6 +104,11 @@ class Node:
     # Re-wraps data keys after a KEK rotation and destroys KEKs nothing refers to any more.
     kek_rewrap: KekRewrapJob
     rewrap_worker: BatchWorker
+    # Purges erased records' blobs and anchors their tombstones (a durable to-do list).
+    eraser: BatchWorker
+    # Hash-chained log of key operations, and the worker anchoring its head on-chain.
+    key_audit: KeyAuditLogAPI
+    key_audit_anchorer: BatchWorker
     zk: ZkAccessService | None = None  # anonymous reads with proofs; None when disabled
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
     _closers: list[object] = field(default_factory=list)
@@ -102,6 +127,7 @@ class Node:
             self.relay_worker,
             self.mirror_worker,
             self.rewrap_worker,
+            self.key_audit_anchorer,
         )
 
     def start(self) -> None:
@@ -413,12 +439,28 @@ def build_node(settings: Settings) -> Node:
             "anyway set EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION=true"
         )
     try:
-        keys = _open_keystore(settings, data_dir, notes)
-        closers.append(keys)
+        # Opened before the key store: deploying the contracts already signs.
+        key_audit = SQLiteKeyAuditLog(data_dir / "node.sqlite")
+        closers.append(key_audit)
+        # Key generation is logged for a new software store, and for a PKCS#11 token on the
+        # node's first start (the token creates its keys on first open).
+        if settings.hsm.backend == "pkcs11":
+            created = key_audit.head() is None
+        else:
+            created = not (data_dir / "keystore.json").exists()
+        inner_keys = _open_keystore(settings, data_dir, notes)
+        closers.append(inner_keys)
+        keys = AuditedKeyStore(inner_keys, key_audit)
+        if created:
+            keys.record_created()
         account = SignerAccount(keys.signer())
         w3 = _web3(settings, account, data_dir, closers)
         deployment = _deployment(settings, w3, account, data_dir, notes)
         chain = Web3ChainClient(w3, deployment, account)
+        if keys.pending_signer() is not None:
+            # A signer rotation voted while the node was down. The old account's balance
+            # moves to the new one (on a zero-gas-price QBFT network that costs nothing).
+            finish_signer_rotation(keys, chain)
         blobs = _blob_store(settings, data_dir)
         closers.append(blobs)
         index = _record_index(settings, data_dir)
@@ -494,6 +536,24 @@ def build_node(settings: Settings) -> Node:
     # long; the backlog is resumable, so a restart just goes on.
     kek_rewrap = KekRewrapJob(keys, index, batch_size=REWRAP_BATCH_SIZE, grace=KEK_RETIRE_GRACE)
 
+    anchored: list[int] = []  # the last seq anchored on-chain, read from the chain once
+
+    def anchor_key_audit() -> int:
+        # A signer rotation voted by the other members since: finish it (cheap otherwise).
+        finish_signer_rotation(keys, chain)
+        head = key_audit.head()
+        if head is None:
+            return 0
+        if not anchored:
+            found = chain.key_audit_anchors(key_audit_addresses(key_audit, chain.hospital))
+            anchored.append(max((seq for seq, _h in found), default=0))
+        # Signing the anchor adds one entry: with nothing else new, the head is anchored.
+        if head.seq <= anchored[0] + 1:
+            return 0
+        chain.anchor_key_audit(head.hash, head.seq)
+        anchored[0] = head.seq
+        return 0  # one anchor per round: the next round sees the anchor's own signature
+
     return Node(
         settings=settings,
         keys=keys,
@@ -512,8 +572,21 @@ def build_node(settings: Settings) -> Node:
         throttles=throttles,
         zk=zk,
         kek_rewrap=kek_rewrap,
+        key_audit=key_audit,
+        key_audit_anchorer=BatchWorker(
+            "key-audit-anchor",
+            anchor_key_audit,
+            interval=cs.key_audit_anchor_interval,
+            batch_size=1,
+        ),
         rewrap_worker=BatchWorker(
             "kek-rewrap", kek_rewrap, interval=REWRAP_INTERVAL, batch_size=REWRAP_BATCH_SIZE
+        ),
+        eraser=BatchWorker(
+            "eraser",
+            lambda: finish_erasures(index=index, blobs=blobs, cache=cache, chain=chain),
+            interval=max(cs.anchor_interval, 1.0),
+            batch_size=MAX_TOMBSTONE_BATCH,
         ),
         mirror_worker=BatchWorker(
             "audit-mirror",
@@ -560,7 +633,8 @@ def repair_blobs(settings: Settings, progress: Callable[[int, int], None] | None
     def cids() -> Iterator[str]:
         offset = 0
         while page := index.list_records(limit=1000, offset=offset):
-            yield from (row.cid for row in page)
+            # An erased record's blob must stay gone: re-pinning it would undo the purge.
+            yield from (row.cid for row in page if not row.erased)
             offset += len(page)
 
     try:

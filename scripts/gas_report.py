@@ -117,6 +117,11 @@ def _records(b: Bench, r: Contract) -> None:
         gas = b.send(r.functions.anchorBatch(root, ids, pts), b.accounts[0])
         label = f"anchorBatch ({n} record{'s' if n != 1 else ''})"
         b.record("RecordRegistry", label, gas, f"{gas / n:,.0f} per record")
+    for n in (1, 10, 100):
+        ids = [keccak(text=f"record-{n}-{i}") for i in range(n)]
+        gas = b.send(r.functions.eraseRecords(ids, keccak(text="reason")), b.accounts[0])
+        label = f"eraseRecords ({n} tombstone{'s' if n != 1 else ''})"
+        b.record("RecordRegistry", label, gas, f"{gas / n:,.0f} per record")
 
 
 def _sign(key: bytes, primary: str, message: dict[str, Any], domain: dict[str, Any]) -> bytes:

@@ -24,6 +24,14 @@ interface IAccessLog {
         address indexed patient, bytes32 indexed recordId, address indexed actor, address hospital, bool granted, uint8 basis
     );
 
+    /// @dev Member `hospital` vouches that entry `seq` of its key audit log (every KEK
+    /// generation, rotation, wrap/unwrap batch, signature and destruction, hash-chained off
+    /// chain) has hash `head`: editing or deleting an entry up to `seq` is then detectable.
+    event KeyAuditAnchored(address indexed hospital, uint256 indexed seq, bytes32 head);
+
     /// @notice Logs a batch of read attempts.
     function recordAccesses(Access[] calldata entries) external;
+
+    /// @notice Anchors the head of the caller's key audit log.
+    function anchorKeyAudit(bytes32 head, uint256 seq) external;
 }

@@ -5,13 +5,16 @@ pragma solidity ^0.8.24;
  * @title IConsortium
  * @dev Membership of the hospital consortium. Members are admitted and removed by a strict
  * majority of the current members (`votes * 2 > memberCount`). A proposal expires 7 days after
- * its creation. The last member cannot be removed.
+ * its creation. The last member cannot be removed. A member rotates its signing key by
+ * proposing to move its membership (name included) to a new address (kind 2, Rotate), voted
+ * like any other change.
  */
 interface IConsortium {
     /// @dev Proposal kinds, passed as `uint8` in the ABI.
     enum ProposalKind {
         Admit,
-        Remove
+        Remove,
+        Rotate
     }
 
     /// @dev A member hospital. `name` and `since` are kept after removal (`active == false`).
@@ -25,8 +28,8 @@ interface IConsortium {
     error ConsortiumNotMember(address account);
     /// @dev Constructor arguments: empty, lengths differ, zero address, duplicate or empty name.
     error ConsortiumInvalidFounders();
-    /// @dev Unknown kind, zero subject, empty name for an admission, admitting a member or
-    /// removing a non-member.
+    /// @dev Unknown kind, zero subject, empty name for an admission, admitting a member,
+    /// removing a non-member or rotating to a current member.
     error ConsortiumInvalidProposal();
     /// @dev No proposal with this id.
     error ConsortiumUnknownProposal(uint256 id);
@@ -41,7 +44,8 @@ interface IConsortium {
     /// @dev Removing the last member is not allowed.
     error ConsortiumLastMember();
 
-    /// @dev A member proposed to admit (`kind` 0) or remove (`kind` 1) `subject`.
+    /// @dev A member proposed to admit (`kind` 0) or remove (`kind` 1) `subject`, or to move
+    /// its own membership to `subject` (`kind` 2).
     event ProposalCreated(uint256 indexed id, uint8 kind, address indexed subject, address indexed proposer);
     /// @dev `voter` voted for proposal `id` (the proposer's own vote is emitted too).
     event ProposalVoted(uint256 indexed id, address indexed voter);
@@ -51,13 +55,17 @@ interface IConsortium {
     event MemberAdmitted(address indexed member, string name);
     /// @dev `member` left the consortium.
     event MemberRemoved(address indexed member);
+    /// @dev The membership of `from` moved to `to` (emitted after {MemberRemoved} of `from` and
+    /// {MemberAdmitted} of `to` with the same name).
+    event MemberRotated(address indexed from, address indexed to);
 
     /**
-     * @notice Proposes to admit or remove a member; the proposer's vote is counted.
-     * Executes at once if that vote alone is a strict majority.
-     * @param kind 0 Admit, 1 Remove.
-     * @param subject The hospital's address.
-     * @param name The hospital's name (admission only, ignored for a removal).
+     * @notice Proposes to admit or remove a member, or to move the proposer's membership to a
+     * new address (signing-key rotation); the proposer's vote is counted. Executes at once if
+     * that vote alone is a strict majority.
+     * @param kind 0 Admit, 1 Remove, 2 Rotate.
+     * @param subject The hospital's address (for Rotate: the proposer's new address).
+     * @param name The hospital's name (admission only, ignored otherwise: a rotation keeps it).
      * @return id The proposal id (ids start at 1).
      */
     function propose(uint8 kind, address subject, string calldata name) external returns (uint256 id);

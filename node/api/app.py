@@ -8,7 +8,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from node.api.errors import install_error_handlers
-from node.api.routers import admin, audit, auth, break_glass, consents, info, records, zk
+from node.api.routers import (
+    admin,
+    audit,
+    auth,
+    break_glass,
+    consents,
+    info,
+    patients,
+    records,
+    zk,
+)
 from node.api.throttling import install_throttling
 from node.wiring import Node
 
@@ -44,6 +54,6 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
         install_throttling(
             app, requester=requester, hospital=hospital, hospital_address=node.hospital
         )
-    for module in (info, auth, records, consents, break_glass, audit, admin, zk):
+    for module in (info, auth, records, patients, consents, break_glass, audit, admin, zk):
         app.include_router(module.router)
     return app

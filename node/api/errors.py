@@ -13,6 +13,7 @@ from node.chain.exceptions import ChainError, ChainUnavailable, ContractReverted
 from node.exceptions import (
     Conflict,
     ConsentDenied,
+    Erased,
     Forbidden,
     InvalidRequest,
     NodeError,
@@ -33,6 +34,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (ConsentDenied, 403, "consent_denied"),
     (NotFound, 404, "not_found"),
     (RecordNotFound, 404, "not_found"),
+    (Erased, 410, "erased"),
     (Conflict, 409, "conflict"),
     (ProofInvalid, 422, "proof_invalid"),
     (InputError, 400, "invalid_request"),

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from hsm.abc import SignerAPI
 from node.chain.deploy import Deployment
 from node.chain.models import (
     AccessEntry,
@@ -71,6 +72,17 @@ class ChainClientAPI(ABC):
     ) -> bool:
         """Whether the contract accepts the leaf's inclusion in the batch's root."""
 
+    @abstractmethod
+    def erase_records(self, record_ids: Sequence[bytes], reason_hash: bytes) -> TxResult:
+        """Anchor erasure tombstones (``RecordErased``) for ``record_ids`` in one transaction.
+
+        Ids already erased on-chain are skipped by the contract, so a retry is harmless.
+        """
+
+    @abstractmethod
+    def is_erased(self, record_id: bytes) -> bool:
+        """Whether the record carries an on-chain erasure tombstone."""
+
     # -- consent ---------------------------------------------------------------
     @abstractmethod
     def consent_domain(self) -> dict[str, Any]:
@@ -129,6 +141,15 @@ class ChainClientAPI(ABC):
         """Anchors, grants, revocations, break-glass and accesses matching every filter,
         in chain order, from ``from_block`` (default: the deployment block)."""
 
+    @abstractmethod
+    def anchor_key_audit(self, head: bytes, seq: int) -> TxResult:
+        """Anchor the key audit log's head (``AccessLog.anchorKeyAudit``)."""
+
+    @abstractmethod
+    def key_audit_anchors(self, hospitals: Sequence[str]) -> list[tuple[int, bytes]]:
+        """(seq, head) of every key audit anchor sent by any of ``hospitals``, in chain
+        order (a node that rotated its signer anchored under each of its addresses)."""
+
     # -- consortium ------------------------------------------------------------
     @abstractmethod
     def is_member(self, address: str) -> bool: ...
@@ -136,6 +157,17 @@ class ChainClientAPI(ABC):
     @abstractmethod
     def members(self) -> list[tuple[str, str]]:
         """(address, name) of every active member hospital."""
+
+    @abstractmethod
+    def propose_rotation(self, new_address: str) -> tuple[int, bool]:
+        """Propose moving this node's Consortium membership to ``new_address`` (a Rotate
+        proposal, voted by the members); return (proposal id, executed already)."""
+
+    @abstractmethod
+    def switch_signer(self, signer: SignerAPI, *, move_funds: bool = True) -> None:
+        """Send from ``signer``'s account from now on (waits for any send in progress; the
+        nonce is re-read). ``move_funds`` first transfers the old account's balance, less
+        the transfer's fee, to the new one (a zero-gas-price network needs none)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the provider."""

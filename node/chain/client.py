@@ -20,6 +20,8 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import TimeExhausted, Web3Exception
 from web3.logs import DISCARD
 
+from hsm.abc import SignerAPI
+from hsm.account import SignerAccount
 from node.chain.abc import ChainClientAPI
 from node.chain.artifacts import load_artifact
 from node.chain.deploy import Deployment
@@ -42,6 +44,7 @@ T = TypeVar("T")
 ZERO32 = b"\x00" * 32
 # Events whose topics are (patient, record-or-scope, actor): filterable by each.
 _AUDIT_EVENTS = {
+    # RecordErased is left out: its topics are (record, hospital), not (patient, record, actor).
     "RecordRegistry": ("RecordAnchored",),
     "ConsentRegistry": ("ConsentGranted", "ConsentRevoked", "BreakGlassOpened"),
     "AccessLog": ("AccessRecorded",),
@@ -50,7 +53,8 @@ _AUDIT_EVENTS = {
 
 # Gas limits of the batched calls, with headroom over docs/gas.md (anchorBatch: ~84k + ~3.4k
 # a record; recordAccesses: ~27k + ~5k an entry). The simulation proves they suffice.
-MAX_ACCESS_BATCH = 2000  # keeps a batch well inside a 30M block
+MAX_ACCESS_BATCH = 2000
+ROTATE_PROPOSAL = 2  # IConsortium.ProposalKind.Rotate  # keeps a batch well inside a 30M block
 
 
 def anchor_gas_limit(records: int) -> int:
@@ -59,6 +63,11 @@ def anchor_gas_limit(records: int) -> int:
 
 def access_log_gas_limit(entries: int) -> int:
     return 80_000 + 6_500 * entries
+
+
+def erase_gas_limit(records: int) -> int:
+    # A new tombstone: one cold SSTORE (~22k) and a 3-topic log (~2k) a record.
+    return 80_000 + 30_000 * records
 
 
 class Web3ChainClient(ChainClientAPI):
@@ -222,6 +231,14 @@ class Web3ChainClient(ChainClientAPI):
         )
         return bool(self._read(fn.call))
 
+    def erase_records(self, record_ids: Sequence[bytes], reason_hash: bytes) -> TxResult:
+        fn = self._c["RecordRegistry"].functions.eraseRecords(list(record_ids), reason_hash)
+        tx_hash, receipt = self._send(fn, erase_gas_limit(len(record_ids)))
+        return TxResult(tx_hash, int(receipt["blockNumber"]))
+
+    def is_erased(self, record_id: bytes) -> bool:
+        return bool(self._read(self._c["RecordRegistry"].functions.isErased(record_id).call))
+
     # -- consent -----------------------------------------------------------------
     def consent_domain(self) -> dict[str, Any]:
         _fields, name, version, chain_id, contract, _salt, _ext = self._read(
@@ -383,7 +400,76 @@ class Web3ChainClient(ChainClientAPI):
         events.sort(key=lambda e: (e.block_number, e.log_index))
         return events
 
+    def anchor_key_audit(self, head: bytes, seq: int) -> TxResult:
+        fn = self._c["AccessLog"].functions.anchorKeyAudit(head, seq)
+        tx_hash, receipt = self._send(fn)
+        return TxResult(tx_hash, int(receipt["blockNumber"]))
+
+    def key_audit_anchors(self, hospitals: Sequence[str]) -> list[tuple[int, bytes]]:
+        if not hospitals:
+            return []
+        params: dict[str, Any] = {
+            "fromBlock": self._deployment.block_number,
+            "toBlock": "latest",
+            "address": self._deployment.access_log,
+            "topics": [
+                self._topic0(["KeyAuditAnchored"]),
+                [
+                    "0x" + "00" * 12 + to_checksum_address(h)[2:].lower()
+                    for h in dict.fromkeys(hospitals)
+                ],
+            ],
+        }
+        logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+        logs = sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
+        return [(int.from_bytes(bytes(e["topics"][2]), "big"), bytes(e["data"])[:32]) for e in logs]
+
     # -- consortium ----------------------------------------------------------------
+    def propose_rotation(self, new_address: str) -> tuple[int, bool]:
+        consortium = self._c["Consortium"]
+        fn = consortium.functions.propose(ROTATE_PROPOSAL, to_checksum_address(new_address), "")
+        _tx, receipt = self._send(fn)
+        created = consortium.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+        executed = consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+        return int(created[0]["args"]["id"]), bool(executed)
+
+    def switch_signer(self, signer: SignerAPI, *, move_funds: bool = True) -> None:
+        account = SignerAccount(signer)
+        with self._lock:  # no send of the old account is in flight past this point
+            old = self._account.address
+            if account.address == old:
+                return
+            if move_funds:
+                self._move_funds(account.address)
+            self._account = account
+            self._nonce = None
+        log.info("chain client now sends as %s (was %s)", account.address, old)
+
+    def _move_funds(self, to: str) -> None:
+        sender = self._account.address
+        gas_price = int(self._read(lambda: self._w3.eth.gas_price))
+        balance = int(self._read(lambda: self._w3.eth.get_balance(sender)))
+        value = balance - 21_000 * gas_price
+        if value <= 0:
+            return
+        nonce = self._read(lambda: self._w3.eth.get_transaction_count(sender, "pending"))
+        tx = {
+            "to": to,
+            "value": value,
+            "gas": 21_000,
+            "gasPrice": gas_price,
+            "nonce": nonce,
+            "chainId": self._deployment.chain_id,
+        }
+        try:
+            signed = self._account.sign_transaction(tx)  # type: ignore[arg-type]
+            tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
+            self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        except (ConnectionError, OSError) as err:
+            raise ChainUnavailable("the chain node cannot be reached") from err
+        except TimeExhausted as err:
+            raise ChainUnavailable("the transfer was not mined in time") from err
+
     def is_member(self, address: str) -> bool:
         return bool(self._read(self._c["Consortium"].functions.isMember(address).call))
 

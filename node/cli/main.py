@@ -176,6 +176,38 @@ def receipt(
         _fail(str(err))
 
 
+@app.command()
+def erase(
+    record_id: Annotated[str | None, typer.Argument(help="the record to erase")] = None,
+    patient: Annotated[
+        str | None, typer.Option(help="erase every record of this patient instead")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="why (only its hash goes on-chain)")] = "",
+    url: Url = "http://127.0.0.1:8700",
+    token: Annotated[
+        str | None, typer.Option(envvar="EMR_TOKEN", help="hospital API token")
+    ] = None,
+) -> None:
+    """Erase (GDPR art. 17): destroy the data key, purge the blob, anchor a tombstone."""
+    import json
+
+    from node.client import ApiError, EmrClient
+
+    if (record_id is None) == (patient is None):
+        _fail("give either RECORD_ID or --patient ADDRESS")
+    if not reason.strip():
+        _fail("--reason is mandatory")
+    try:
+        with EmrClient(url, token) as client:
+            if patient is not None:
+                result = client.erase_patient(patient, reason)
+            else:
+                result = client.erase(str(record_id), reason)
+            typer.echo(json.dumps(result, indent=2))
+    except ApiError as err:
+        _fail(str(err))
+
+
 audit_app = typer.Typer(help="The on-chain audit trail (auditor token).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 AuditorToken = Annotated[
@@ -255,7 +287,8 @@ def audit_verify(url: Url = "http://127.0.0.1:8700", token: AuditorToken = None)
 
 
 keys_app = typer.Typer(
-    help="Master keys (KEKs): rotation and its progress (admin token).", no_args_is_help=True
+    help="Master keys (KEKs) and the signing key: rotation and its progress (admin token).",
+    no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
 AdminToken = Annotated[
@@ -274,6 +307,19 @@ def keys_rotate(
 
     with EmrClient(url, token or _read_admin_token(data_dir)) as client:
         _print_json(lambda: {"version": client.rotate_keys()})
+
+
+@keys_app.command("rotate-signer")
+def keys_rotate_signer(
+    url: Url = "http://127.0.0.1:8700", token: AdminToken = None, data_dir: DataDir = None
+) -> None:
+    """Create a new signing key and propose moving the hospital's Consortium membership to
+    it; with a majority (at once in a one-member consortium) the node switches to the new key
+    and destroys the old one, otherwise it does so once the other members have voted."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token or _read_admin_token(data_dir)) as client:
+        _print_json(client.rotate_signer)
 
 
 @keys_app.command("status")

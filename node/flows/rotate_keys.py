@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from hsm.abc import KeyStoreAPI, WrappedKey
-from hsm.exceptions import KeyNotFound, UnwrapError
+from hsm.exceptions import KeyNotFound
 from storage.abc import RecordIndexAPI
 from storage.models import KeyUpdate
 
@@ -59,17 +59,21 @@ def rewrap_batch(keys: KeyStoreAPI, index: RecordIndexAPI, limit: int) -> int:
         record_ids: list[bytes] = []
         data_keys: list[bytes] = []
         try:
-            for record_id, stored in found:
-                try:
-                    data_keys.append(keys.unwrap(WrappedKey(stored.kek_version, stored.blob)))
-                except UnwrapError:
+            # One unwrap_many per batch: the key audit log gets one entry, not one per key.
+            unwrapped = keys.unwrap_many(
+                [WrappedKey(stored.kek_version, stored.blob) for _rid, stored in found]
+            )
+            for (record_id, _stored), data_key in zip(found, unwrapped, strict=True):
+                if data_key is None:
                     log.error(
                         "data key of record 0x%s does not unwrap with KEK v%d; left as is",
                         record_id.hex(),
                         version,
                     )
                     continue
+                data_keys.append(data_key)
                 record_ids.append(record_id)
+            unwrapped.clear()
             # One snapshot of the current KEK for the whole batch (wrap_many).
             wrapped = keys.wrap_many(data_keys)
         except KeyNotFound:

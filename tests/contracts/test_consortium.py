@@ -127,7 +127,8 @@ def test_invalid_proposals(chain: Chain) -> None:
     c = chain.consortium.functions
     zero = "0x0000000000000000000000000000000000000000"
     cases = [
-        (2, chain.accounts[4], "Delta"),  # unknown kind
+        (3, chain.accounts[4], "Delta"),  # unknown kind
+        (2, zero, ""),  # rotate to the zero address
         (ADMIT, zero, "Zero"),
         (ADMIT, chain.b, "Beta again"),  # already a member
         (ADMIT, chain.accounts[4], ""),  # no name
@@ -275,3 +276,67 @@ def test_single_founder_admits_alone(chain: Chain) -> None:
     admitted = solo.events.MemberAdmitted().process_receipt(receipt, errors=DISCARD)
     assert admitted[0]["args"]["name"] == "Second"
     assert c.memberCount().call() == 2
+
+
+ROTATE = 2
+
+
+def test_rotate_needs_a_majority_and_moves_the_membership(chain: Chain) -> None:
+    c = chain.consortium.functions
+    new = chain.accounts[4]
+    pid, receipt = _propose(chain, ROTATE, new, "", chain.a)
+    # 1 vote of 3: pending; the old address is still the member
+    assert not c.isMember(new).call() and c.isMember(chain.a).call()
+    assert not chain.consortium.events.MemberRotated().process_receipt(receipt, errors=DISCARD)
+    kind, subject, proposer, *_rest, executed = c.proposal(pid).call()
+    assert (kind, subject, proposer, executed) == (ROTATE, new, chain.a, False)
+    receipt = chain.send(c.vote(pid), chain.b)
+    rotated = chain.consortium.events.MemberRotated().process_receipt(receipt, errors=DISCARD)
+    assert [(e["args"]["from"], e["args"]["to"]) for e in rotated] == [(chain.a, new)]
+    assert c.isMember(new).call() and not c.isMember(chain.a).call()
+    assert c.memberName(new).call() == FOUNDER_NAMES[0]
+    assert c.memberCount().call() == 3
+    assert sorted(c.members().call()) == sorted([new, chain.b, chain.c])
+    # the new address acts as a member; the old one cannot
+    _propose(chain, ADMIT, chain.accounts[5], "Epsilon", new)
+    expect_revert(
+        lambda: c.propose(ADMIT, chain.accounts[6], "Z").transact({"from": chain.a}),
+        "ConsortiumNotMember",
+    )
+
+
+def test_rotate_is_refused_to_non_members_and_onto_members(chain: Chain) -> None:
+    c = chain.consortium.functions
+    expect_revert(
+        lambda: c.propose(ROTATE, chain.accounts[4], "").transact({"from": chain.outsider}),
+        "ConsortiumNotMember",
+    )
+    expect_revert(
+        lambda: c.propose(ROTATE, chain.b, "").transact({"from": chain.a}),
+        "ConsortiumInvalidProposal",
+    )
+    expect_revert(
+        lambda: c.propose(3, chain.accounts[4], "").transact({"from": chain.a}),
+        "ConsortiumInvalidProposal",
+    )
+
+
+def test_rotate_lapses_if_the_proposer_is_removed_meanwhile(chain: Chain) -> None:
+    c = chain.consortium.functions
+    pid, _ = _propose(chain, ROTATE, chain.accounts[4], "", chain.a)
+    rid, _ = _propose(chain, REMOVE, chain.a, "", chain.b)
+    chain.send(c.vote(rid), chain.c)
+    assert not c.isMember(chain.a).call()
+    # b + c are a majority of 2, but a no longer holds the membership it wanted to move
+    chain.send(c.vote(pid), chain.b)  # a's vote lapsed: 1 of 2, no majority yet
+    expect_revert(lambda: c.vote(pid).transact({"from": chain.c}), "ConsortiumInvalidProposal")
+    assert not c.isMember(chain.accounts[4]).call()
+
+
+def test_single_member_rotates_alone(chain: Chain) -> None:
+    dep = deploy_contracts(chain.w3, [(chain.outsider, "Solo")])
+    solo = chain.contract("Consortium", dep.consortium)
+    c = solo.functions
+    chain.send(c.propose(ROTATE, chain.accounts[4], ""), chain.outsider)
+    assert c.members().call() == [chain.accounts[4]]
+    assert c.memberName(chain.accounts[4]).call() == "Solo"

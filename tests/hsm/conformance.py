@@ -281,3 +281,40 @@ class KeyStoreConformance:
         sealed = seal(b"PATIENT NAME", b"id", keystore)
         assert "PATIENT" not in repr(sealed)
         assert sealed.blob.hex() not in repr(sealed)
+
+    # -- signer rotation ---------------------------------------------------------------
+
+    def test_signer_rotation(self, keystore: KeyStoreAPI) -> None:
+        old = keystore.signer().address
+        assert keystore.pending_signer() is None
+        with pytest.raises(HSMError):
+            keystore.commit_signer()
+        new = keystore.rotate_signer()
+        assert new.address != old and is_checksum_address(new.address)
+        assert keystore.signer().address == old  # until the governance step
+        assert keystore.rotate_signer().address == new.address  # resumes, no second key
+        digest = os.urandom(32)
+        sig = new.sign_digest(digest)
+        recovered = keys.Signature(
+            vrs=(sig.y_parity, sig.r, sig.s)
+        ).recover_public_key_from_msg_hash(digest)
+        assert recovered.to_checksum_address() == new.address
+        assert keystore.commit_signer().address == new.address
+        assert keystore.signer().address == new.address and keystore.pending_signer() is None
+
+    def test_signer_rotation_survives_reopen(self, keystore: KeyStoreAPI, location: Path) -> None:
+        old = keystore.signer().address
+        new = keystore.rotate_signer().address
+        keystore.close()
+        store = self.reopen_keystore(location)
+        try:
+            pending = store.pending_signer()
+            assert store.signer().address == old and pending is not None
+            assert pending.address == new
+            store.commit_signer()
+            store.close()
+            store = self.reopen_keystore(location)
+            assert store.signer().address == new and store.pending_signer() is None
+            assert store.rotate_signer().address not in (old, new)  # a third key
+        finally:
+            store.close()

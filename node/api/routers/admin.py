@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field
 
 from node.api.deps import AdminDep, HospitalDep, NodeDep
 from node.api.schemas.common import Address
+from node.audit.key_log import acting_as
 from node.auth.principal import Role
 from node.flows.rotate_keys import rotate, rotation_status
+from node.flows.rotate_signer import start_signer_rotation
 
 router = APIRouter(tags=["admin"])
 
@@ -66,10 +68,38 @@ class KeyStatusOut(BaseModel):
     response_model=KeyRotationOut,
     summary="Rotate the KEK: new records use a new version, old keys are re-wrapped (admin)",
 )
-def rotate_keys(node: NodeDep, _admin: AdminDep) -> KeyRotationOut:
-    version = rotate(node.keys)
+def rotate_keys(node: NodeDep, admin: AdminDep) -> KeyRotationOut:
+    with acting_as(f"token:{admin.name}"):
+        version = rotate(node.keys)
     node.rewrap_worker.wake()
     return KeyRotationOut(version=version)
+
+
+class SignerRotationOut(BaseModel):
+    old_address: str
+    new_address: str
+    proposal_id: int | None = Field(description="the Consortium Rotate proposal")
+    completed: bool = Field(
+        description="true: the node signs as new_address now; false: waiting for the other "
+        "members' votes (the node finishes by itself once the proposal executes)"
+    )
+
+
+@router.post(
+    "/admin/keys/signer/rotate",
+    response_model=SignerRotationOut,
+    summary="Rotate the node's signing key: a new key, moved into the hospital's Consortium "
+    "membership by a governance vote (admin)",
+)
+def rotate_signer(node: NodeDep, admin: AdminDep) -> SignerRotationOut:
+    with acting_as(f"token:{admin.name}"):
+        r = start_signer_rotation(node.keys, node.chain)
+    return SignerRotationOut(
+        old_address=r.old_address,
+        new_address=r.new_address,
+        proposal_id=r.proposal_id,
+        completed=r.completed,
+    )
 
 
 @router.get(

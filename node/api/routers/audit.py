@@ -7,13 +7,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from node.api.deps import NodeDep, PrincipalDep
+from node.api.deps import AuditorDep, NodeDep, PrincipalDep
 from node.api.schemas.common import parse_address, parse_hex32, to_hex
+from node.audit.key_log import verify_key_audit
 from node.audit.mirror import verify_mirror
 from node.auth.principal import Role, WalletPrincipal
 from node.chain.models import AuditEvent
 from node.exceptions import Forbidden
 from node.flows.audit_trail import verify_record
+from node.wiring import key_audit_addresses
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -174,4 +176,79 @@ def verify_audit_mirror(node: NodeDep, principal: PrincipalDep) -> MirrorVerific
         missing=r.missing,
         extra=r.extra,
         different=r.different,
+    )
+
+
+class KeyAuditEntryOut(BaseModel):
+    seq: int
+    at: int
+    actor: str
+    action: str
+    subject: str
+    prev_hash: str
+    hash: str
+
+
+class KeyAuditVerificationOut(BaseModel):
+    valid: bool
+    chain_intact: bool
+    entries: int
+    first_broken: int | None
+    anchors_checked: int
+    anchors_mismatched: list[int]
+    anchored_seq: int | None
+
+
+class KeyAuditOut(BaseModel):
+    entries: list[KeyAuditEntryOut]
+    head_seq: int
+    head_hash: str | None
+    verification: KeyAuditVerificationOut | None = None
+
+
+@router.get(
+    "/keys",
+    response_model=KeyAuditOut,
+    summary="The key audit log: KEK and signer lifecycle, wrap/unwrap batches, signatures "
+    "(auditor token); verify=true recomputes the hash chain against the on-chain anchors",
+)
+def key_audit(
+    node: NodeDep,
+    _auditor: AuditorDep,
+    after: Annotated[int, Query(ge=0, description="entries with seq > after")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    action: Annotated[str | None, Query(description="e.g. kek.rotate, sign")] = None,
+    verify: Annotated[bool, Query(description="recompute the chain, compare anchors")] = False,
+) -> KeyAuditOut:
+    log = node.key_audit
+    head = log.head()
+    verification = None
+    if verify:
+        anchors = node.chain.key_audit_anchors(key_audit_addresses(log, node.hospital))
+        v = verify_key_audit(log, anchors)
+        verification = KeyAuditVerificationOut(
+            valid=v.valid,
+            chain_intact=v.chain_intact,
+            entries=v.entries,
+            first_broken=v.first_broken,
+            anchors_checked=v.anchors_checked,
+            anchors_mismatched=v.anchors_mismatched,
+            anchored_seq=v.anchored_seq,
+        )
+    return KeyAuditOut(
+        entries=[
+            KeyAuditEntryOut(
+                seq=e.seq,
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                subject=e.subject,
+                prev_hash=to_hex(e.prev_hash),
+                hash=to_hex(e.hash),
+            )
+            for e in log.entries(after=after, limit=limit, action=action)
+        ],
+        head_seq=head.seq if head else 0,
+        head_hash=to_hex(head.hash) if head else None,
+        verification=verification,
     )

@@ -41,7 +41,10 @@ def _lab_record(rn: RunningNode) -> str:
             token = admin.create_token("ehr", "hospital")
         with rn.client(token) as hospital:
             hospital.zk.set_policy("lab", ["physician"])
-            _RECORDS[rn.url] = hospital.upload("0x" + "ef" * 20, b"x", category="lab")["record_id"]
+            record_id = hospital.upload("0x" + "ef" * 20, b"x", category="lab")["record_id"]
+            # Anchored before the examples start: its transaction must not land during one.
+            hospital.wait_anchored(record_id)
+            _RECORDS[rn.url] = record_id
     return _RECORDS[rn.url]
 
 
