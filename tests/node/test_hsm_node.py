@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -82,6 +83,36 @@ def test_node_keys_in_softhsm(tmp_path: Path, token_dir: Path) -> None:
             hospital.upload(patient.address, f"result {i}".encode(), category="lab")["record_id"]
             for i in range(5)
         ]
+        # Rotate the token's KEK twice while three threads upload; the re-wrap job then
+        # moves every data key to kek-v3 in the token.
+        with EmrClient(url, admin_token) as admin:
+
+            def burst(t: int) -> list[str]:
+                with EmrClient(url, hospital.token) as h:
+                    return [
+                        h.upload(patient.address, f"burst {t}-{i}".encode(), category="lab")[
+                            "record_id"
+                        ]
+                        for i in range(8)
+                    ]
+
+            with ThreadPoolExecutor(3) as pool:
+                futures = [pool.submit(burst, t) for t in range(3)]
+                assert admin.rotate_keys() == 2
+                assert admin.rotate_keys() == 3
+                burst_ids = [f.result() for f in futures]
+            deadline = time.monotonic() + 60
+            while (status := admin.key_status())["pending"]:
+                assert time.monotonic() < deadline, status
+                time.sleep(0.5)
+            assert status["current"] == 3, status
+            assert {int(v) for v, n in status["usage"].items() if n} == {3}, status
+        with EmrClient(url) as public:
+            session = public.login(patient)
+            for t, ids in enumerate(burst_ids):
+                got = [public.read(r, session).content for r in ids]
+                assert got == [f"burst {t}-{i}".encode() for i in range(8)]
+                records += ids
         hospital.wait_anchored(records[-1])
         # The anchor was sent by the token's key: RecordAnchored names msg.sender.
         [anchored] = [
@@ -104,8 +135,9 @@ def test_node_keys_in_softhsm(tmp_path: Path, token_dir: Path) -> None:
         with EmrClient(url) as public:
             assert public.info()["hospital"] == address
             session = public.login(patient)
-            for i, record in enumerate(records):
+            for i, record in enumerate(records[:5]):
                 assert public.read(record, session).content == f"result {i}".encode()
+            assert all(public.read(r, session).status_code == 200 for r in records[5:])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
