@@ -1,10 +1,22 @@
-"""Clinician credentials and the inputs of the ClinicianAccess and AgeAtLeast circuits.
+"""The v2 credential encodings (SPEC-zk-v2 section 1) and the circuits' input builders.
 
-A credential is (secret, hospitalId, role, licenceExpiry); its Poseidon commitment is the
-leaf the issuing hospital adds to the on-chain credential registry. Everything here follows
-the encodings the contracts recompute (see the design notes in ``zk/circuits``):
-signalHash = keccak(signal) >> 8, externalNullifier = keccak(recordId || signal) >> 8,
-nullifierHash = Poseidon(externalNullifier, secret).
+The clinician keeps a secret ``s`` and hands its hospital only ``idc = Poseidon1(s)``. The
+hospital's node sets role and licence expiry from its directory, and CredentialRegistry builds
+the leaf on chain from the issuer's member id:
+
+    attrs = hospitalId | role << 32 | expiry << 36          (uint32, 0..15, uint40)
+    leaf  = Poseidon2(idc, attrs)
+
+An anonymous read proves membership of that leaf against public values the gate recomputes:
+
+    context        = currentTime | mask << 40 | classHospital << 56 | signalTag << 88
+    signalTag      = keccak256(bytes32 signal) >> 104
+    scope          = keccak256(uint256 chainId, address gate, bytes32 recordId, uint64 epoch) >> 8
+    epoch          = currentTime // epochLength
+    epochNullifier = Poseidon2(scope, s)
+    requestId      = keccak256(bytes32 recordId, bytes32 signal)      (gate's replay guard)
+
+Every function here is pure and range checks its arguments (``InputError``).
 """
 
 from __future__ import annotations
@@ -19,9 +31,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from eth_utils import keccak
+
 from zk.exceptions import InputError
 from zk.field import R, hash_to_field, require_field_element
-from zk.merkle import MerklePath
+from zk.merkle import MAX_DEPTH, LeanIMTProof
 from zk.poseidon import poseidon
 
 ROLES: tuple[str, ...] = (
@@ -42,16 +56,51 @@ ROLES: tuple[str, ...] = (
     "auditor",
     "emergency",
 )
-NROLES = len(ROLES)  # the circuit's Num2Bits(16) on allowedRoles
+NROLES = len(ROLES)  # 16: role is 4 bits, the mask 16
 ALL_ROLES_MASK = (1 << NROLES) - 1
-MAX_LICENCE_EXPIRY = 1 << 64  # Num2Bits(64) range checks on licenceExpiry / currentTime
-MAX_HOSPITAL_ID = 1 << 160  # an EVM address
+MAX_HOSPITAL_ID = (1 << 32) - 1  # Consortium member ids are uint32, from 1
+MAX_TIME = 1 << 40  # licence expiry and current time are uint40
+MAX_EPOCH = 1 << 64
+DEFAULT_EPOCH_LENGTH = 86_400
+CONTEXT_BITS = 240
+SIGNAL_TAG_SHIFT = 104  # keccak >> 104: 152 bits, context bits 88..239
 MAX_MIN_AGE = 1 << 8
 MAX_DATE = 1 << 32
-SIGNAL_BYTES = 32
-CREDENTIAL_FORMAT = "emr-node/credential/v1"
+BYTES32 = 32
+IDENTITY_FORMAT = "emr-node/identity/v1"
 
 _ROLE_INDEX = {name: i for i, name in enumerate(ROLES)}
+
+
+# -- small checks ----------------------------------------------------------------------------
+
+
+def _require_range(value: int, low: int, high: int, what: str) -> int:
+    """``value`` if it is an int in [low, high], else InputError naming ``what`` only."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{what} out of range")
+    return value
+
+
+def _bytes32(value: bytes, what: str) -> bytes:
+    if not isinstance(value, (bytes, bytearray)) or len(value) != BYTES32:
+        raise InputError(f"{what} must be {BYTES32} bytes")
+    return bytes(value)
+
+
+def _address(value: str | bytes | int, what: str = "gate address") -> bytes:
+    if isinstance(value, (bytes, bytearray)) and len(value) == 20:
+        return bytes(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 160:
+        return value.to_bytes(20, "big")
+    if isinstance(value, str):
+        text = value.lower().removeprefix("0x")
+        if len(text) == 40:
+            try:
+                return bytes.fromhex(text)
+            except ValueError:
+                pass
+    raise InputError(f"{what} must be a 20-byte address")
 
 
 # -- roles -----------------------------------------------------------------------------------
@@ -75,7 +124,7 @@ def role_name(role: str | int) -> str:
 
 
 def roles_mask(roles: Iterable[str | int]) -> int:
-    """allowedRoles bitmask: bit i set iff role i is allowed."""
+    """16-bit roles mask: bit i set iff role i is in ``roles``."""
     if isinstance(roles, (str, bytes)):
         raise InputError("roles_mask takes a collection of roles, not one string")
     mask = 0
@@ -85,209 +134,330 @@ def roles_mask(roles: Iterable[str | int]) -> int:
 
 
 def roles_from_mask(mask: int) -> list[str]:
-    if isinstance(mask, bool) or not isinstance(mask, int) or not 0 <= mask <= ALL_ROLES_MASK:
-        raise InputError("allowedRoles must be a 16-bit mask")
+    _require_range(mask, 0, ALL_ROLES_MASK, "roles mask")
     return [name for i, name in enumerate(ROLES) if mask >> i & 1]
 
 
-def _mask(allowed_roles: int | Iterable[str | int]) -> int:
-    if isinstance(allowed_roles, int) and not isinstance(allowed_roles, bool):
-        roles_from_mask(allowed_roles)  # validates
-        return allowed_roles
-    return roles_mask(allowed_roles)  # type: ignore[arg-type]
+# -- section 1 encodings ---------------------------------------------------------------------
 
 
-# -- hashes the contracts recompute ---------------------------------------------------------
+def require_secret(secret: int) -> int:
+    """A clinician secret: a field element in [1, r)."""
+    require_field_element(secret, "secret")
+    if secret == 0:
+        raise InputError("secret must be non-zero")
+    return secret
 
 
-def _bytes32(value: bytes, what: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray)) or len(value) != SIGNAL_BYTES:
-        raise InputError(f"{what} must be {SIGNAL_BYTES} bytes")
-    return bytes(value)
+def identity_commitment(secret: int) -> int:
+    """idc = Poseidon1(secret): all a clinician ever hands to its hospital."""
+    return poseidon([require_secret(secret)])
 
 
-def signal_hash(signal: bytes) -> int:
-    """uint256(keccak256(abi.encodePacked(bytes32 signal))) >> 8."""
-    return hash_to_field(_bytes32(signal, "signal"))
+def credential_attributes(hospital_id: int, role: str | int, expiry: int) -> int:
+    """attrs = hospitalId | role << 32 | expiry << 36 (76 bits)."""
+    _require_range(hospital_id, 1, MAX_HOSPITAL_ID, "hospital id")
+    _require_range(expiry, 0, MAX_TIME - 1, "licence expiry")
+    return hospital_id | role_index(role) << 32 | expiry << 36
 
 
-def external_nullifier(record_id: bytes, signal: bytes) -> int:
-    """uint256(keccak256(abi.encodePacked(bytes32 recordId, bytes32 signal))) >> 8: one
-    nullifier per (record, request), so a proof cannot be replayed for another request."""
-    return hash_to_field(_bytes32(record_id, "record id") + _bytes32(signal, "signal"))
+def split_attributes(attrs: int) -> tuple[int, int, int]:
+    """(hospital_id, role, expiry) of an ``attrs`` value."""
+    _require_range(attrs, 0, (1 << 76) - 1, "credential attributes")
+    return attrs & 0xFFFFFFFF, attrs >> 32 & 0xF, attrs >> 36
 
 
-def nullifier_hash(external_nullifier: int, secret: int) -> int:
-    return poseidon(
-        [
-            require_field_element(external_nullifier, "external nullifier"),
-            require_field_element(secret, "secret"),
-        ]
+def credential_leaf(idc: int, attrs: int) -> int:
+    """leaf = Poseidon2(idc, attrs), as CredentialRegistry computes it."""
+    require_field_element(idc, "identity commitment")
+    if idc == 0:
+        raise InputError("identity commitment must be non-zero")
+    _require_range(attrs, 0, (1 << 76) - 1, "credential attributes")
+    return poseidon([idc, attrs])
+
+
+def signal_tag(signal: bytes) -> int:
+    """uint256(keccak256(abi.encodePacked(bytes32 signal))) >> 104 (152 bits)."""
+    return int.from_bytes(keccak(_bytes32(signal, "signal")), "big") >> SIGNAL_TAG_SHIFT
+
+
+def access_context(current_time: int, mask: int, class_hospital: int, signal: bytes) -> int:
+    """context = currentTime | mask << 40 | classHospital << 56 | signalTag << 88 (< 2^240)."""
+    _require_range(current_time, 0, MAX_TIME - 1, "current time")
+    _require_range(mask, 0, ALL_ROLES_MASK, "roles mask")
+    _require_range(class_hospital, 0, MAX_HOSPITAL_ID, "class hospital")
+    return current_time | mask << 40 | class_hospital << 56 | signal_tag(signal) << 88
+
+
+def split_context(context: int) -> tuple[int, int, int, int]:
+    """(current_time, mask, class_hospital, signal_tag) of a context value."""
+    _require_range(context, 0, (1 << CONTEXT_BITS) - 1, "context")
+    return (
+        context & (MAX_TIME - 1),
+        context >> 40 & ALL_ROLES_MASK,
+        context >> 56 & MAX_HOSPITAL_ID,
+        context >> 88,
     )
 
 
-def _int_or_address(value: int | str, what: str) -> int:
-    if isinstance(value, str):
-        text = value.lower().removeprefix("0x")
-        if len(text) != 40:
-            raise InputError(f"{what} must be an integer or a 20-byte hex address")
-        try:
-            return int(text, 16)
-        except ValueError:
-            raise InputError(f"{what} must be an integer or a 20-byte hex address") from None
-    return value
+def epoch_of(current_time: int, epoch_length: int = DEFAULT_EPOCH_LENGTH) -> int:
+    """The gate's epoch: currentTime // epochLength."""
+    _require_range(current_time, 0, MAX_TIME - 1, "current time")
+    _require_range(epoch_length, 1, MAX_TIME, "epoch length")
+    return current_time // epoch_length
 
 
-def _require_range(value: int, bound: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
-        raise InputError(f"{what} out of range")
-    return value
+def access_scope(
+    chain_id: int,
+    gate: str | bytes | int,
+    record_id: bytes,
+    patient: str | bytes | int,
+    category: bytes,
+    epoch: int,
+) -> int:
+    """keccak256(abi.encodePacked(uint256 chainId, address gate, bytes32 recordId,
+    address patient, bytes32 category, uint64 epoch)) >> 8: binds a proof to one chain,
+    gate, record (with the patient and category its relayer names: neither can be swapped
+    for another patient's consent or another category's policy) and epoch."""
+    _require_range(chain_id, 0, (1 << 256) - 1, "chain id")
+    _require_range(epoch, 0, MAX_EPOCH - 1, "epoch")
+    packed = (
+        chain_id.to_bytes(32, "big")
+        + _address(gate)
+        + _bytes32(record_id, "record id")
+        + _address(patient, "patient address")
+        + _bytes32(category, "category hash")
+        + epoch.to_bytes(8, "big")
+    )
+    return hash_to_field(packed)
 
 
-# -- credentials -----------------------------------------------------------------------------
+def epoch_nullifier(scope: int, secret: int) -> int:
+    """Poseidon2(scope, secret): one value per credential, record and epoch."""
+    return poseidon([require_field_element(scope, "scope"), require_secret(secret)])
+
+
+def request_id(record_id: bytes, signal: bytes) -> bytes:
+    """keccak256(abi.encodePacked(bytes32 recordId, bytes32 signal)): the gate's replay key."""
+    return keccak(_bytes32(record_id, "record id") + _bytes32(signal, "signal"))
+
+
+def signal_hash(signal: bytes) -> int:
+    """uint256(keccak256(abi.encodePacked(bytes32 signal))) >> 8 (AgeAtLeast's signalHash)."""
+    return hash_to_field(_bytes32(signal, "signal"))
+
+
+# -- the clinician's identity and issued credential ------------------------------------------
+
+
+def _write_private_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """Write ``data`` readable by its owner only (0600), atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".identity-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _read_identity_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        obj = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read identity file: {exc.strerror}") from None
+    except ValueError:
+        raise InputError("malformed identity file") from None
+    if not isinstance(obj, dict) or obj.get("format") != IDENTITY_FORMAT:
+        raise InputError("not an identity file")
+    return obj
 
 
 @dataclass(frozen=True)
-class Credential:
-    """A clinician's credential. ``secret`` never leaves the clinician's device."""
+class Identity:
+    """A clinician's secret. It never leaves the clinician's device; ``commitment`` does."""
 
     secret: int = field(repr=False)
+
+    def __post_init__(self) -> None:
+        require_secret(self.secret)
+
+    @classmethod
+    def generate(cls) -> Identity:
+        """A uniformly random secret in [1, r)."""
+        return cls(1 + secrets.randbelow(R - 1))
+
+    @property
+    def commitment(self) -> int:
+        """idc = Poseidon1(secret)."""
+        return identity_commitment(self.secret)
+
+    def epoch_nullifier(self, scope: int) -> int:
+        return epoch_nullifier(scope, self.secret)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": IDENTITY_FORMAT,
+            "secret": str(self.secret),
+            "identityCommitment": str(self.commitment),
+            "credential": None,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Identity:
+        try:
+            identity = cls(int(obj["secret"]))
+        except InputError:
+            raise
+        except (ValueError, TypeError, KeyError):
+            raise InputError("malformed identity file") from None
+        if str(obj.get("identityCommitment", identity.commitment)) != str(identity.commitment):
+            raise InputError("identity commitment does not match the secret")
+        return identity
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the identity (no credential yet) to a 0600 JSON file."""
+        return _write_private_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Identity:
+        """The identity of an identity file (issued or not)."""
+        return cls.from_json(_read_identity_file(path))
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    """An identity with the attributes its hospital issued (read back from the registry's
+    ``CredentialIssued`` event or the node's answer): the clinician can not choose them."""
+
+    identity: Identity
     hospital_id: int
     role: int
     licence_expiry: int
 
     def __post_init__(self) -> None:
-        require_field_element(self.secret, "secret")
-        if self.secret == 0:
-            raise InputError("secret must be non-zero")
-        _require_range(self.hospital_id, MAX_HOSPITAL_ID, "hospital id")
+        if not isinstance(self.identity, Identity):
+            raise InputError("an issued credential needs an Identity")
         object.__setattr__(self, "role", role_index(self.role))
-        _require_range(self.licence_expiry, MAX_LICENCE_EXPIRY, "licence expiry")
-
-    @classmethod
-    def generate(cls, hospital_id: int | str, role: str | int, licence_expiry: int) -> Credential:
-        """A fresh credential with a uniformly random secret in [1, R)."""
-        return cls(
-            secret=1 + secrets.randbelow(R - 1),
-            hospital_id=_int_or_address(hospital_id, "hospital id"),
-            role=role_index(role),
-            licence_expiry=licence_expiry,
-        )
+        credential_attributes(self.hospital_id, self.role, self.licence_expiry)  # validates
 
     @property
-    def commitment(self) -> int:
-        """The registry leaf: Poseidon(secret, hospitalId, role, licenceExpiry)."""
-        return poseidon([self.secret, self.hospital_id, self.role, self.licence_expiry])
+    def attributes(self) -> int:
+        return credential_attributes(self.hospital_id, self.role, self.licence_expiry)
+
+    @property
+    def leaf(self) -> int:
+        """Poseidon2(idc, attrs): the registry leaf."""
+        return credential_leaf(self.identity.commitment, self.attributes)
 
     @property
     def role_name(self) -> str:
         return ROLES[self.role]
 
-    @property
-    def hospital_address(self) -> str:
-        return "0x" + self.hospital_id.to_bytes(20, "big").hex()
-
-    def nullifier_hash(self, external_nullifier: int) -> int:
-        return nullifier_hash(external_nullifier, self.secret)
-
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": CREDENTIAL_FORMAT,
-            "secret": str(self.secret),
-            "hospitalId": self.hospital_address,
-            "role": self.role_name,
-            "licenceExpiry": self.licence_expiry,
-            "commitment": str(self.commitment),
+            **self.identity.to_json(),
+            "credential": {
+                "hospitalId": self.hospital_id,
+                "role": self.role_name,
+                "licenceExpiry": self.licence_expiry,
+                "leaf": str(self.leaf),
+            },
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | str) -> Credential:
+    def from_json(cls, obj: Mapping[str, Any]) -> IssuedCredential:
+        identity = Identity.from_json(obj)
+        cred = obj.get("credential")
+        if cred is None:
+            raise InputError("no credential has been issued to this identity yet")
         try:
-            obj = json.loads(data) if isinstance(data, str) else dict(data)
-            if obj.get("format") != CREDENTIAL_FORMAT:
-                raise InputError("not a credential file")
-            credential = cls(
-                secret=int(obj["secret"]),
-                hospital_id=_int_or_address(obj["hospitalId"], "hospital id"),
-                role=role_index(obj["role"]),
-                licence_expiry=int(obj["licenceExpiry"]),
+            issued = cls(
+                identity,
+                int(cred["hospitalId"]),
+                role_index(cred["role"]),
+                int(cred["licenceExpiry"]),
             )
         except InputError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError):
-            raise InputError("malformed credential") from None
-        if "commitment" in obj and str(obj["commitment"]) != str(credential.commitment):
-            raise InputError("credential commitment does not match its fields")
-        return credential
+            raise InputError("malformed identity file") from None
+        if "leaf" in cred and str(cred["leaf"]) != str(issued.leaf):
+            raise InputError("credential leaf does not match its fields")
+        return issued
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the credential readable by its owner only (0600), atomically."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".credential-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_json(), fh, indent=2)
-                fh.write("\n")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        """Write identity and credential to the same 0600 JSON file."""
+        return _write_private_json(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Credential:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise InputError(f"cannot read credential file: {exc.strerror}") from None
-        return cls.from_json(text)
+    def load(cls, path: str | os.PathLike[str]) -> IssuedCredential:
+        return cls.from_json(_read_identity_file(path))
 
 
 # -- circuit inputs --------------------------------------------------------------------------
 
 
 def clinician_access_inputs(
-    credential: Credential,
-    path: MerklePath,
+    identity: Identity,
+    issued: IssuedCredential,
+    proof: LeanIMTProof,
     root: int,
-    allowed_roles: int | Iterable[str | int],
     current_time: int,
-    record_id: bytes,
+    mask: int,
+    class_hospital: int,
     signal: bytes,
+    chain_id: int,
+    gate: str | bytes | int,
+    record_id: bytes,
+    patient: str | bytes | int,
+    category: bytes,
+    epoch_length: int = DEFAULT_EPOCH_LENGTH,
     *,
     check: bool = True,
 ) -> dict[str, int | list[int]]:
-    """Every signal of ClinicianAccess(20, 16) by name, public ones first in circuit order.
+    """Every signal of ClinicianAccess(20) by name, public ones first in circuit order.
 
-    With ``check`` (the default) inputs the circuit would reject raise InputError here,
+    ``proof`` is the LeanIMT proof of ``issued.leaf`` (built by the clinician from the public
+    tree). With ``check`` (the default) inputs the circuit would reject raise InputError here,
     naming the rule but no private value; tests pass ``check=False`` to feed bad witnesses.
     """
-    mask = _mask(allowed_roles)
     require_field_element(root, "root")
-    _require_range(current_time, MAX_LICENCE_EXPIRY, "current time")
-    ext = external_nullifier(record_id, signal)
+    context = access_context(current_time, mask, class_hospital, signal)
+    scope = access_scope(
+        chain_id, gate, record_id, patient, category, epoch_of(current_time, epoch_length)
+    )
+    if proof.depth > MAX_DEPTH:
+        raise InputError(f"the Merkle proof is deeper than {MAX_DEPTH}")
     if check:
-        if path.root(credential.commitment) != root:
-            raise InputError("the Merkle path does not lead from the credential to the root")
-        if not mask >> credential.role & 1:
-            raise InputError("the credential's role is not allowed")
-        if not current_time < credential.licence_expiry:
+        if issued.identity != identity:
+            raise InputError("the credential was issued to another identity")
+        if proof.leaf != issued.leaf or proof.root != root or not proof.verify():
+            raise InputError("the Merkle proof does not lead from the credential to the root")
+        if not mask >> issued.role & 1:
+            raise InputError("the credential's role is not in the roles mask")
+        if class_hospital not in (0, issued.hospital_id):
+            raise InputError("the credential was issued by another hospital than the class")
+        if not current_time < issued.licence_expiry:
             raise InputError("the credential's licence has expired")
     return {
         "root": root,
-        "allowedRoles": mask,
-        "currentTime": current_time,
-        "externalNullifier": ext,
-        "nullifierHash": nullifier_hash(ext, credential.secret),
-        "signalHash": signal_hash(signal),
-        "secret": credential.secret,
-        "hospitalId": credential.hospital_id,
-        "role": credential.role,
-        "licenceExpiry": credential.licence_expiry,
-        "pathElements": list(path.siblings),
-        "pathIndices": list(path.indices),
+        "context": context,
+        "scope": scope,
+        "epochNullifier": epoch_nullifier(scope, identity.secret),
+        "secret": identity.secret,
+        "hospitalId": issued.hospital_id,
+        "role": issued.role,
+        "licenceExpiry": issued.licence_expiry,
+        "depth": proof.depth,
+        "index": proof.index,
+        "siblings": proof.padded_siblings(MAX_DEPTH),
     }
 
 
@@ -297,7 +467,7 @@ def yyyymmdd(day: date) -> int:
 
 
 def _require_date(value: int, what: str) -> int:
-    _require_range(value, MAX_DATE, what)
+    _require_range(value, 0, MAX_DATE - 1, what)
     try:
         date(value // 10000, value // 100 % 100, value % 100)
     except ValueError:
@@ -324,7 +494,7 @@ def age_inputs(
     """Every signal of AgeAtLeast by name, public ones first in circuit order."""
     commitment = dob_commitment(date_of_birth, salt)
     _require_date(current_date, "current date")
-    _require_range(min_age, MAX_MIN_AGE, "minimum age")
+    _require_range(min_age, 0, MAX_MIN_AGE - 1, "minimum age")
     if check and date_of_birth + min_age * 10000 > current_date:
         raise InputError("the age requirement is not met")
     return {

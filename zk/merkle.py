@@ -1,195 +1,238 @@
-"""Off-chain mirror of the credential registry's Merkle tree.
+"""The credential tree: a Lean Incremental Merkle Tree, node for node zk-kit's.
 
-Same tree as @zk-kit/imt.sol ``InternalBinaryIMT`` with default zeroes: Z_0 = 0,
-Z_{i+1} = Poseidon(Z_i, Z_i), node = Poseidon(left, right), leaves appended left to right and
-"removed" by setting them to 0. Nodes are stored sparsely (one dict per level), so a depth-20
-tree costs memory only for the leaves it holds.
+Same algorithm as npm ``@zk-kit/lean-imt`` (TypeScript) and ``@zk-kit/lean-imt.sol``
+(``InternalLeanIMT``, which CredentialRegistry runs on chain with PoseidonT3):
+
+* binary, no zero hashes, dynamic depth ``ceil(log2(size))``;
+* a node without a right sibling is carried up unhashed;
+* empty tree root 0, a one-leaf tree's root is the leaf;
+* a removed leaf is updated to 0 (its slot stays, the root changes).
+
+Levels are stored as lists like the TypeScript tree's ``_nodes``: ``insert`` and ``update`` hash
+O(depth) nodes, ``insert_many`` hashes each new node once. Leaves obey the Solidity library's
+rules (non-zero on insert, below the field modulus, no duplicates), so a mirror built from the
+registry's events can never accept what the contract refused.
+
+Merkle proofs are LeanIMT's ``generateProof``: ``siblings`` only for the levels where a sibling
+exists, and bit i of ``index`` (LSB first) says whether the path node at the i-th of those
+levels is a right child.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from zk.exceptions import InputError
 from zk.field import require_field_element
 from zk.poseidon import poseidon2
 
-DEFAULT_DEPTH = 20
-MAX_DEPTH = 32  # imt.sol Constants.MAX_DEPTH
+Hash = Callable[[int, int], int]
 
-
-@functools.cache
-def _zeros(depth: int) -> tuple[int, ...]:
-    if depth == 0:
-        return (0,)
-    below = _zeros(depth - 1)
-    return (*below, poseidon2(below[-1], below[-1]))
-
-
-def zeros(depth: int = DEFAULT_DEPTH) -> list[int]:
-    """[Z_0, ..., Z_depth]: the empty node at each level; Z_depth is the empty tree's root."""
-    if not 0 <= depth <= MAX_DEPTH:
-        raise InputError(f"tree depth must be in 0..{MAX_DEPTH}")
-    return list(_zeros(depth))
+MAX_DEPTH = 20  # the ClinicianAccess circuit's LeanIMTRoot(20): at most 2^20 credentials
 
 
 @dataclass(frozen=True)
-class MerklePath:
-    """Membership proof of one leaf: ``siblings[i]`` is the sibling at level i and
-    ``indices[i]`` is 1 iff the path node at level i is a right child (bit i of the index)."""
+class LeanIMTProof:
+    """zk-kit's ``LeanIMTMerkleProof``: (root, leaf, index, siblings)."""
 
+    root: int
+    leaf: int
+    index: int
     siblings: tuple[int, ...]
-    indices: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.siblings) != len(self.indices):
-            raise InputError("a Merkle path needs one index bit per sibling")
-        if any(b not in (0, 1) for b in self.indices):
-            raise InputError("Merkle path indices must be 0 or 1")
 
     @property
     def depth(self) -> int:
+        """Levels that hash (the circuit's ``depth`` input)."""
         return len(self.siblings)
 
-    @property
-    def index(self) -> int:
-        """The leaf index this path belongs to."""
-        return sum(b << i for i, b in enumerate(self.indices))
-
-    def root(self, leaf: int) -> int:
-        """The root a tree holding ``leaf`` at this path would have."""
-        node = require_field_element(leaf, "leaf")
-        for sibling, bit in zip(self.siblings, self.indices, strict=True):
-            node = poseidon2(sibling, node) if bit else poseidon2(node, sibling)
+    def compute_root(self, hash: Hash = poseidon2) -> int:
+        """The root this proof leads to from its leaf."""
+        node = self.leaf
+        for i, sibling in enumerate(self.siblings):
+            node = hash(sibling, node) if self.index >> i & 1 else hash(node, sibling)
         return node
 
-    def verify(self, leaf: int, root: int) -> bool:
-        return self.root(leaf) == root
+    def verify(self, hash: Hash = poseidon2) -> bool:
+        """LeanIMT.verifyProof: the leaf and siblings lead to ``root``."""
+        return self.compute_root(hash) == self.root
+
+    def padded_siblings(self, length: int = MAX_DEPTH) -> list[int]:
+        """``siblings`` padded with zeros to the circuit's fixed length."""
+        if self.depth > length:
+            raise InputError(f"a Merkle proof of depth {self.depth} exceeds {length}")
+        return [*self.siblings, *([0] * (length - self.depth))]
 
 
-class CredentialTree:
-    """Append-only binary Merkle tree of credential commitments (revocation zeroes a leaf)."""
+def verify_proof(proof: LeanIMTProof, hash: Hash = poseidon2) -> bool:
+    """``LeanIMT.verifyProof(proof, hash)``."""
+    return proof.verify(hash)
 
-    def __init__(self, depth: int = DEFAULT_DEPTH) -> None:
-        if not 1 <= depth <= MAX_DEPTH:
-            raise InputError(f"tree depth must be in 1..{MAX_DEPTH}")
-        self.depth = depth
-        self._zeros = _zeros(depth)
-        # _nodes[0] holds leaves; _nodes[depth] holds the root (index 0) once non-empty.
-        self._nodes: list[dict[int, int]] = [{} for _ in range(depth + 1)]
-        self._size = 0
-        # Non-zero leaf -> indices holding it (duplicates are legal on chain), ascending.
-        self._where: dict[int, list[int]] = {}
+
+class LeanIMT:
+    """A LeanIMT of field elements (Poseidon(2) nodes unless another ``hash`` is given)."""
+
+    def __init__(self, leaves: Iterable[int] = (), *, hash: Hash = poseidon2) -> None:
+        self._hash = hash
+        self._nodes: list[list[int]] = [[]]
+        self._index: dict[int, int] = {}  # live (non-zero) leaf -> its index
+        leaves = list(leaves)
+        if leaves:
+            self.insert_many(leaves)
 
     # -- queries ---------------------------------------------------------------------------
 
     @property
-    def size(self) -> int:
-        """Number of leaves ever inserted (removed leaves keep their slot)."""
-        return self._size
-
-    @property
-    def capacity(self) -> int:
-        return 1 << self.depth
-
-    @property
     def root(self) -> int:
-        return self._node(self.depth, 0)
+        """The root; 0 for an empty tree."""
+        top = self._nodes[-1]
+        return top[0] if top else 0
+
+    @property
+    def depth(self) -> int:
+        return len(self._nodes) - 1
+
+    @property
+    def size(self) -> int:
+        """Leaves ever inserted (a removed leaf keeps its slot, as 0)."""
+        return len(self._nodes[0])
 
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
-    def __contains__(self, leaf: object) -> bool:
-        return isinstance(leaf, int) and leaf != 0 and leaf in self._where
+    @property
+    def leaves(self) -> list[int]:
+        return list(self._nodes[0])
 
     def leaf(self, index: int) -> int:
         self._check_index(index)
-        return self._nodes[0].get(index, 0)
+        return self._nodes[0][index]
 
-    def leaves(self) -> list[int]:
-        return [self._nodes[0].get(i, 0) for i in range(self._size)]
+    def has(self, leaf: int) -> bool:
+        """True iff ``leaf`` is a live leaf (0, a removed slot, is never "had")."""
+        return isinstance(leaf, int) and leaf != 0 and leaf in self._index
+
+    __contains__ = has
 
     def index_of(self, leaf: int) -> int:
-        """Lowest index holding ``leaf``; InputError if the tree does not hold it."""
-        indices = self._where.get(leaf) if leaf != 0 else None
-        if not indices:
+        """The index of a live leaf; InputError if the tree does not hold it."""
+        if not self.has(leaf):
             raise InputError("leaf is not in the tree")
-        return indices[0]
+        return self._index[leaf]
 
-    def path(self, index: int) -> MerklePath:
+    def generate_proof(self, index: int) -> LeanIMTProof:
+        """``LeanIMT.generateProof(index)``."""
         self._check_index(index)
-        siblings = tuple(self._node(level, (index >> level) ^ 1) for level in range(self.depth))
-        indices = tuple((index >> level) & 1 for level in range(self.depth))
-        return MerklePath(siblings, indices)
+        leaf = self._nodes[0][index]
+        siblings: list[int] = []
+        bits = 0
+        for level in range(self.depth):
+            nodes = self._nodes[level]
+            right = index & 1
+            sibling_index = index - 1 if right else index + 1
+            if sibling_index < len(nodes):
+                bits |= right << len(siblings)
+                siblings.append(nodes[sibling_index])
+            index >>= 1
+        return LeanIMTProof(self.root, leaf, bits, tuple(siblings))
+
+    def verify_proof(self, proof: LeanIMTProof) -> bool:
+        """The proof leads to its root with this tree's hash (not necessarily this root)."""
+        return proof.verify(self._hash)
 
     # -- changes ---------------------------------------------------------------------------
 
     def insert(self, leaf: int) -> int:
-        """Append ``leaf``; return its index."""
-        return self.insert_many([leaf])
+        """Append ``leaf`` (InternalLeanIMT._insert); return its index."""
+        self._check_new(leaf)
+        index = self.size
+        if 1 << self.depth < index + 1:
+            self._nodes.append([])
+        node = leaf
+        for level in range(self.depth):
+            nodes = self._nodes[level]
+            if index < len(nodes):
+                nodes[index] = node
+            else:
+                nodes.append(node)
+            if index & 1:
+                node = self._hash(nodes[index - 1], node)
+            index >>= 1
+        self._nodes[self.depth] = [node]
+        self._index[leaf] = self.size - 1
+        return self.size - 1
 
-    def insert_many(self, leaves: Iterable[int]) -> int:
-        """Append ``leaves`` in order, hashing each level once; return the first new index."""
-        new = [require_field_element(v, "leaf") for v in leaves]
-        start = self._size
+    def insert_many(self, leaves: Sequence[int] | Iterable[int]) -> int:
+        """Append ``leaves`` in order (InternalLeanIMT._insertMany: one pass, each new node
+        hashed once); return the index of the first. All are checked before any is added."""
+        new = list(leaves)
         if not new:
-            return start
-        if start + len(new) > self.capacity:
-            raise InputError("credential tree is full")
-        for offset, value in enumerate(new):
-            self._set_leaf(start + offset, value)
-        self._size = start + len(new)
-        self._rehash(start, self._size - 1)
-        return start
+            raise InputError("there are no leaves to add")
+        seen: set[int] = set()
+        for leaf in new:
+            self._check_new(leaf)
+            if leaf in seen:
+                raise InputError("leaf already in the tree")
+            seen.add(leaf)
+        first = self.size
+        self._nodes[0].extend(new)
+        while 1 << self.depth < self.size:
+            self._nodes.append([])
+        start = first >> 1
+        hash = self._hash
+        for level in range(self.depth):
+            below = self._nodes[level]
+            above = self._nodes[level + 1]
+            del above[start:]
+            n_below = len(below)
+            for i in range(start, (n_below + 1) >> 1):
+                left = 2 * i
+                if left + 1 < n_below:
+                    above.append(hash(below[left], below[left + 1]))
+                else:
+                    above.append(below[left])  # no right sibling: carried up unhashed
+            start >>= 1
+        for offset, leaf in enumerate(new):
+            self._index[leaf] = first + offset
+        return first
 
-    def update(self, index: int, leaf: int) -> None:
-        """Replace the leaf at ``index`` (as BinaryIMT ``update``: the value must change)."""
+    def update(self, index: int, new_leaf: int) -> None:
+        """Replace the live leaf at ``index`` (InternalLeanIMT._update); 0 removes it."""
         self._check_index(index)
-        require_field_element(leaf, "leaf")
-        if self._nodes[0].get(index, 0) == leaf:
-            raise InputError("new leaf equals the old leaf")
-        self._set_leaf(index, leaf)
-        self._rehash(index, index)
+        require_field_element(new_leaf, "leaf")
+        old = self._nodes[0][index]
+        if old == 0:
+            raise InputError("leaf does not exist (it was removed)")
+        if new_leaf != 0 and new_leaf in self._index:
+            raise InputError("leaf already in the tree")
+        node = new_leaf
+        position = index
+        for level in range(self.depth):
+            nodes = self._nodes[level]
+            nodes[position] = node
+            if position & 1:
+                node = self._hash(nodes[position - 1], node)
+            elif position + 1 < len(nodes):
+                node = self._hash(node, nodes[position + 1])
+            position >>= 1
+        self._nodes[self.depth] = [node]
+        del self._index[old]
+        if new_leaf != 0:
+            self._index[new_leaf] = index
 
     def remove(self, index: int) -> None:
-        """Revoke the leaf at ``index`` (set it to Z_0 = 0)."""
+        """Revoke the leaf at ``index``: update it to 0."""
         self.update(index, 0)
 
     # -- internals -------------------------------------------------------------------------
 
     def _check_index(self, index: int) -> None:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self._size:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.size:
             raise InputError("leaf index is not in the tree")
 
-    def _node(self, level: int, index: int) -> int:
-        return self._nodes[level].get(index, self._zeros[level])
-
-    def _set_leaf(self, index: int, value: int) -> None:
-        old = self._nodes[0].get(index, 0)
-        if old:
-            holders = self._where[old]
-            holders.remove(index)
-            if not holders:
-                del self._where[old]
-        if value:
-            self._nodes[0][index] = value
-            holders = self._where.setdefault(value, [])
-            holders.append(index)
-            holders.sort()
-        else:
-            self._nodes[0].pop(index, None)
-
-    def _rehash(self, first: int, last: int) -> None:
-        """Recompute the parents of leaves first..last, level by level."""
-        for level in range(self.depth):
-            first >>= 1
-            last >>= 1
-            below = self._nodes[level]
-            zero = self._zeros[level]
-            above = self._nodes[level + 1]
-            for i in range(first, last + 1):
-                left = below.get(2 * i, zero)
-                right = below.get(2 * i + 1, zero)
-                above[i] = poseidon2(left, right)
+    def _check_new(self, leaf: int) -> None:
+        require_field_element(leaf, "leaf")
+        if leaf == 0:
+            raise InputError("a leaf cannot be 0")
+        if leaf in self._index:
+            raise InputError("leaf already in the tree")

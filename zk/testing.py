@@ -9,6 +9,9 @@ imports the fixtures instead)::
         proof = assert_proves(zk_prover("clinician_access"), inputs)
         assert_public_inputs_bound(zk_prover("clinician_access"), proof)
 
+``access_scenario(role, mask, ...)`` builds one v2 anonymous read: an issued credential among
+other leaves of a LeanIMT, a reader class (mask, hospital), time, signal, chain id, gate and
+record; ``scenario.inputs(**overrides)`` gives the ClinicianAccess inputs (tampered at will).
 Keys come from a dev setup into one session temporary directory, once per circuit.
 """
 
@@ -24,10 +27,22 @@ from hypothesis import strategies as st
 
 from zk.abc import ProverAPI, VerifierAPI
 from zk.artifacts import KeyPair
-from zk.credentials import NROLES, Credential, age_inputs, clinician_access_inputs
+from zk.credentials import (
+    DEFAULT_EPOCH_LENGTH,
+    MAX_HOSPITAL_ID,
+    MAX_TIME,
+    NROLES,
+    Identity,
+    IssuedCredential,
+    access_scope,
+    age_inputs,
+    clinician_access_inputs,
+    epoch_of,
+    role_index,
+)
 from zk.exceptions import WitnessError, ZKError
 from zk.field import R
-from zk.merkle import CredentialTree
+from zk.merkle import LeanIMT, LeanIMTProof
 from zk.models import Proof
 from zk.prover import Groth16Prover
 from zk.registry import CircuitSpec, get_circuit
@@ -35,8 +50,12 @@ from zk.setup import dev_setup
 
 # A fixed "now" (2025-06-15) so tests do not depend on the wall clock.
 NOW = 1_750_000_000
-HOSPITAL = 0x00000000000000000000000000000000000A11CE
+HOSPITAL = 7  # a Consortium member id
+CHAIN_ID = 31337
+GATE = "0x" + "6a" * 20
 RECORD_ID = bytes(range(32))
+PATIENT = "0x" + "5a" * 20
+CATEGORY = bytes.fromhex("c4" * 32)
 SIGNAL = bytes(range(32, 64))
 
 # -- assertions ------------------------------------------------------------------------------
@@ -88,26 +107,52 @@ def assert_public_inputs_bound(target: VerifierAPI | Groth16Prover, proof: Proof
 
 @dataclass
 class AccessScenario:
-    """A credential in a small tree, with everything else needed for ClinicianAccess."""
+    """An issued credential in a LeanIMT with other leaves, and the request context of one
+    anonymous read (class, time, signal, chain, gate, record, patient, category)."""
 
-    credential: Credential
-    tree: CredentialTree
+    identity: Identity
+    issued: IssuedCredential
+    tree: LeanIMT
     index: int
-    allowed_roles: int
+    mask: int
+    class_hospital: int = 0
     current_time: int = NOW
-    record_id: bytes = RECORD_ID
     signal: bytes = SIGNAL
+    chain_id: int = CHAIN_ID
+    gate: str = GATE
+    record_id: bytes = RECORD_ID
+    patient: str = PATIENT
+    category: bytes = CATEGORY
+    epoch_length: int = DEFAULT_EPOCH_LENGTH
+
+    @property
+    def proof(self) -> LeanIMTProof:
+        return self.tree.generate_proof(self.index)
+
+    @property
+    def scope(self) -> int:
+        epoch = epoch_of(self.current_time, self.epoch_length)
+        return access_scope(
+            self.chain_id, self.gate, self.record_id, self.patient, self.category, epoch
+        )
 
     def inputs(self, **overrides: Any) -> dict[str, Any]:
         """Valid inputs, with ``overrides`` replacing signals (no consistency checks)."""
         base = clinician_access_inputs(
-            self.credential,
-            self.tree.path(self.index),
+            self.identity,
+            self.issued,
+            self.proof,
             self.tree.root,
-            self.allowed_roles,
             self.current_time,
-            self.record_id,
+            self.mask,
+            self.class_hospital,
             self.signal,
+            self.chain_id,
+            self.gate,
+            self.record_id,
+            self.patient,
+            self.category,
+            self.epoch_length,
             check=False,
         )
         return {**base, **overrides}
@@ -115,47 +160,52 @@ class AccessScenario:
 
 def access_scenario(
     role: str | int = "nurse",
-    allowed_roles: int | None = None,
+    mask: int | None = None,
     *,
     licence_expiry: int = NOW + 365 * 86400,
     hospital_id: int = HOSPITAL,
+    class_hospital: int = 0,
     others: int = 2,
     position: int | None = None,
     secret: int | None = None,
 ) -> AccessScenario:
-    """A valid scenario: ``others`` unrelated leaves, the credential at ``position``."""
-    secret = 1 + secrets.randbelow(R - 1) if secret is None else secret
-    cred = Credential(secret, hospital_id, role, licence_expiry)  # type: ignore[arg-type]
-    tree = CredentialTree()
+    """A valid scenario: ``others`` unrelated leaves, the credential at ``position`` (default
+    last), the mask defaulting to the credential's role only."""
+    identity = Identity.generate() if secret is None else Identity(secret)
+    issued = IssuedCredential(identity, hospital_id, role_index(role), licence_expiry)
     position = others if position is None else position
     filler = [1 + secrets.randbelow(R - 1) for _ in range(others)]
-    leaves = [*filler[:position], cred.commitment, *filler[position:]]
-    tree.insert_many(leaves)
-    mask = (1 << cred.role) if allowed_roles is None else allowed_roles
-    return AccessScenario(cred, tree, position, mask)
+    tree = LeanIMT([*filler[:position], issued.leaf, *filler[position:]])
+    mask = (1 << issued.role) if mask is None else mask
+    return AccessScenario(identity, issued, tree, position, mask, class_hospital)
 
 
 @st.composite
 def access_scenarios(draw: Callable[..., Any], max_others: int = 4) -> AccessScenario:
-    """Random valid ClinicianAccess scenarios: role, extra allowed roles, hospital, expiry,
-    secret, current time, tree position."""
+    """Random valid ClinicianAccess scenarios: role, extra mask bits, hospital and class,
+    expiry, secret, current time, tree size and position, signal, chain, gate, record."""
     role = draw(st.integers(0, NROLES - 1))
     mask = (1 << role) | draw(st.integers(0, (1 << NROLES) - 1))
-    now = draw(st.integers(0, 2**64 - 2))
-    expiry = draw(st.integers(now + 1, 2**64 - 1))
+    now = draw(st.integers(0, MAX_TIME - 2))
+    expiry = draw(st.integers(now + 1, MAX_TIME - 1))
+    hospital = draw(st.integers(1, MAX_HOSPITAL_ID))
     others = draw(st.integers(0, max_others))
     scenario = access_scenario(
         role,
         mask,
         licence_expiry=expiry,
-        hospital_id=draw(st.integers(1, 2**160 - 1)),
+        hospital_id=hospital,
+        class_hospital=draw(st.sampled_from([0, hospital])),
         others=others,
         position=draw(st.integers(0, others)),
         secret=draw(st.integers(1, R - 1)),
     )
     scenario.current_time = now
-    scenario.record_id = draw(st.binary(min_size=32, max_size=32))
     scenario.signal = draw(st.binary(min_size=32, max_size=32))
+    scenario.record_id = draw(st.binary(min_size=32, max_size=32))
+    scenario.chain_id = draw(st.integers(1, 2**64))
+    scenario.gate = "0x" + draw(st.binary(min_size=20, max_size=20)).hex()
+    scenario.epoch_length = draw(st.integers(1, 7 * 86400))
     return scenario
 
 

@@ -23,13 +23,14 @@ from zk.registry import (
 # circom 2.2.3 --O2 with circomlib 2.0.5. A change here is a change in proving cost: update
 # the numbers (and circuits.json budgets) deliberately.
 CLINICIAN_ACCESS_COMPONENTS = {
-    "tree": 4820,  # 20 x (Poseidon(2) 240 + swap 1)
-    "leaf": 297,  # Poseidon(4)
+    # 20 x (Poseidon(2) 240 + swap 1) + Num2Bits(20) index + OneHot(21) depth + 21 selections
+    "tree": 4882,
+    "credential": 489,  # Num2Bits(32) + Num2Bits(4) + Poseidon(1) 213 + Poseidon(2) 240
+    "ctx": 241,  # Num2Bits(240) + the class-hospital check (its newest wire is a ctx bit)
     "nullifier": 240,  # Poseidon(2)
-    "licence": 192,  # 2 x Num2Bits(64) + LessThan(64)
-    "roleCheck": 52,  # Num2Bits(4) + Num2Bits(16) + Decoder(16) + EscalarProduct(16)
-    "main": 20,  # the 20 pathIndices boolean checks only touch main's input wires
-    "binding": 1,  # signalHash^2
+    "licence": 40,  # Num2Bits(40) of expiry - time - 1
+    "roleCheck": 15,  # 16-to-1 multiplexer over the mask bits
+    "main": 0,  # main's own inputs, no constraint of its own
 }
 
 
@@ -42,16 +43,10 @@ def test_registry_lists_both_circuits_with_ordered_public_inputs():
     specs = load_registry()
     assert set(specs) == {"clinician_access", "age_at_least"}
     ca = specs["clinician_access"]
-    assert ca.public_inputs == (
-        "root",
-        "allowedRoles",
-        "currentTime",
-        "externalNullifier",
-        "nullifierHash",
-        "signalHash",
-    )
-    assert ca.signals["pathElements"] == 20 and ca.signals["secret"] is None
-    assert ca.budget == 5700 and ca.source.is_file()
+    assert ca.public_inputs == ("root", "context", "scope", "epochNullifier")
+    assert ca.signals["siblings"] == 20 and ca.signals["secret"] is None
+    assert ca.signals["depth"] is None and ca.signals["index"] is None
+    assert ca.budget == 6025 and ca.source.is_file()
     assert specs["age_at_least"].public_inputs == (
         "dobCommitment",
         "currentDate",
@@ -87,7 +82,7 @@ def test_hash_covers_every_included_file(tmp_path):
     spec = get_circuit("clinician_access")
     names = [p.name for p in spec.files()]
     assert names[0] == "clinician_access.circom"
-    for own in ("credential.circom", "merkle.circom", "roles.circom", "licence.circom"):
+    for own in ("credential.circom", "lean_imt.circom", "roles.circom", "licence.circom"):
         assert (LIB_DIR / own).resolve() in spec.files()
     assert (CIRCOMLIB_DIR / "poseidon_constants.circom").resolve() in spec.files()
     # A copy of the lib is the same circuit; editing one template is a new one.
@@ -109,10 +104,10 @@ def test_missing_include_is_a_circuit_error(tmp_path):
 
 def test_clinician_access_totals_and_components(clinician_report):
     r = clinician_report
-    assert r.constraints == 5622
-    assert r.public_inputs == 6 and r.public_outputs == 0
-    assert r.private_inputs == 44  # secret, hospitalId, role, licenceExpiry + 2 x 20
-    assert r.wires == 5644
+    assert r.constraints == 5907
+    assert r.public_inputs == 4 and r.public_outputs == 0
+    assert r.private_inputs == 26  # secret, hospitalId, role, licenceExpiry, depth, index + 20
+    assert r.wires == 5928
     costs = {c.component: c.constraints for c in r.components}
     assert costs == CLINICIAN_ACCESS_COMPONENTS
     assert sum(c.constraints for c in r.components) == r.constraints
@@ -140,7 +135,7 @@ def test_age_at_least_compiles_into_a_fresh_build_dir_then_is_cached(tmp_path, m
 
 def test_budget_exceeded_names_the_numbers(clinician_report):
     tight = dataclasses.replace(get_circuit("clinician_access"), budget=5000)
-    with pytest.raises(BudgetExceeded, match="5622 constraints, over its budget of 5000 by 622"):
+    with pytest.raises(BudgetExceeded, match="5907 constraints, over its budget of 5000 by 907"):
         check_budget(clinician_report, tight)
 
 

@@ -1,174 +1,221 @@
-"""zk.merkle mirrors @zk-kit/imt.sol InternalBinaryIMT (default zeroes)."""
+"""zk.merkle.LeanIMT is zk-kit's LeanIMT: checked node for node against the TypeScript
+reference (npm @zk-kit/lean-imt, run under node with the same test hash) and against
+hand-built trees with circomlib Poseidon."""
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
+import random
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from zk.exceptions import InputError
 from zk.field import R
-from zk.merkle import DEFAULT_DEPTH, MAX_DEPTH, CredentialTree, MerklePath, zeros
-from zk.poseidon import poseidon
+from zk.merkle import LeanIMT, LeanIMTProof, verify_proof
+from zk.poseidon import poseidon2
 
-IMT_SOL = (
-    Path(__file__).resolve().parents[2]
-    / "node_modules/@zk-kit/imt.sol/internal/InternalBinaryIMT.sol"
-)
+REPO = Path(__file__).resolve().parents[2]
 
 
-def solidity_zeroes() -> dict[int, int]:
-    found = re.findall(r"uint256 internal constant Z_(\d+) = (\d+);", IMT_SOL.read_text())
-    return {int(i): int(v) for i, v in found}
+def sha(a: int, b: int) -> int:
+    """A non-commutative test hash both Python and node compute (sha256 of "a,b")."""
+    return int.from_bytes(hashlib.sha256(f"{a},{b}".encode()).digest(), "big") % R
 
 
-def full_root(leaves: list[int], depth: int) -> int:
-    """Reference: hash a dense tree with zero padding (no shortcuts)."""
-    level = list(leaves) + [0] * ((1 << depth) - len(leaves))
-    for _ in range(depth):
-        level = [poseidon([level[i], level[i + 1]]) for i in range(0, len(level), 2)]
-    return level[0]
+# Replays a list of operations on the TypeScript LeanIMT; prints the state after each.
+TS_REPLAY = r"""
+const { LeanIMT } = require("@zk-kit/lean-imt");
+const { createHash } = require("crypto");
+const R = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
+const hash = (a, b) => BigInt("0x" + createHash("sha256").update(`${a},${b}`).digest("hex")) % R;
+const ops = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const tree = new LeanIMT(hash);
+const out = [];
+for (const [op, a, b] of ops) {
+  if (op === "insert") tree.insert(BigInt(a));
+  else if (op === "insertMany") tree.insertMany(a.map(BigInt));
+  else if (op === "update") tree.update(a, BigInt(b));
+  const proofs = [];
+  for (let i = 0; i < tree.size; i++) {
+    const p = tree.generateProof(i);
+    proofs.push([p.root.toString(), p.leaf.toString(), p.index, p.siblings.map(String)]);
+  }
+  const root = tree.size ? tree.root.toString() : "0";
+  out.push({ root, depth: tree.depth, size: tree.size, proofs });
+}
+console.log(JSON.stringify(out));
+"""
 
 
-def test_zeros_match_imt_sol_constants() -> None:
-    expected = solidity_zeroes()
-    assert len(expected) == MAX_DEPTH + 1
-    assert zeros(MAX_DEPTH) == [expected[i] for i in range(MAX_DEPTH + 1)]
-    assert zeros(3) == [expected[i] for i in range(4)]
+def replay_in_typescript(ops: list[list]) -> list[dict]:
+    done = subprocess.run(
+        ["node", "-e", TS_REPLAY],
+        input=json.dumps(ops),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(done.stdout)
 
 
-def test_empty_root_is_default_zero() -> None:
-    assert CredentialTree().root == solidity_zeroes()[DEFAULT_DEPTH]
-    assert CredentialTree(4).root == zeros(4)[4]
+def state(tree: LeanIMT) -> dict:
+    proofs = []
+    for i in range(tree.size):
+        p = tree.generate_proof(i)
+        proofs.append([str(p.root), str(p.leaf), p.index, [str(s) for s in p.siblings]])
+    return {"root": str(tree.root), "depth": tree.depth, "size": tree.size, "proofs": proofs}
 
 
-def test_insert_matches_dense_reference() -> None:
-    leaves = [poseidon([i]) for i in range(1, 12)]
-    tree = CredentialTree(4)
-    for i, leaf in enumerate(leaves):
-        assert tree.insert(leaf) == i
-        assert tree.root == full_root(leaves[: i + 1], 4)
-    assert tree.size == len(tree) == 11
-    assert tree.leaves() == leaves
+def test_matches_typescript_lean_imt_after_every_operation() -> None:
+    rng = random.Random(9)
+    ops: list[list] = []
+    live: list[int] = []
+    size = 0
+    fresh = iter(range(1, 10**6))
+    for _ in range(120):
+        kind = rng.random()
+        if kind < 0.45 or size == 0:
+            leaf = next(fresh)
+            ops.append(["insert", str(leaf)])
+            live.append(size)
+            size += 1
+        elif kind < 0.7:
+            batch = [next(fresh) for _ in range(rng.randint(1, 9))]
+            ops.append(["insertMany", [str(x) for x in batch]])
+            live += range(size, size + len(batch))
+            size += len(batch)
+        elif live:
+            index = rng.choice(live)
+            if rng.random() < 0.5:
+                ops.append(["update", index, "0"])  # revoke
+                live.remove(index)
+            else:
+                ops.append(["update", index, str(next(fresh))])
+    expected = replay_in_typescript(ops)
+    tree = LeanIMT(hash=sha)
+    for op, want in zip(ops, expected, strict=True):
+        if op[0] == "insert":
+            tree.insert(int(op[1]))
+        elif op[0] == "insertMany":
+            tree.insert_many([int(x) for x in op[1]])
+        else:
+            tree.update(op[1], int(op[2]))
+        assert state(tree) == want, op
+    assert tree.size > 64 and tree.depth >= 7  # the run reached a ragged, deep tree
 
 
-def test_insert_many_equals_sequential_inserts() -> None:
-    leaves = list(range(1, 40))
-    one = CredentialTree(DEFAULT_DEPTH)
-    for leaf in leaves:
+def test_empty_single_and_small_trees_with_poseidon() -> None:
+    tree = LeanIMT()
+    assert (tree.root, tree.depth, tree.size) == (0, 0, 0)
+    tree.insert(5)
+    assert (tree.root, tree.depth) == (5, 0)  # size 1: the root is the leaf
+    assert tree.generate_proof(0) == LeanIMTProof(5, 5, 0, ())
+    tree.insert(6)
+    assert (tree.root, tree.depth) == (poseidon2(5, 6), 1)
+    tree.insert(7)  # carried up unhashed: root = H(H(5, 6), 7)
+    assert (tree.root, tree.depth) == (poseidon2(poseidon2(5, 6), 7), 2)
+    proof = tree.generate_proof(2)
+    assert proof.siblings == (poseidon2(5, 6),) and proof.index == 1  # one hashing level
+    assert proof.depth == 1 and proof.verify() and verify_proof(proof)
+    p0 = tree.generate_proof(0)
+    assert p0.siblings == (6, 7) and p0.index == 0 and p0.verify()
+    assert tree.generate_proof(1).index == 0b01
+
+
+def test_insert_many_equals_inserts_and_is_one_pass() -> None:
+    calls = {"n": 0}
+
+    def counted(a: int, b: int) -> int:
+        calls["n"] += 1
+        return sha(a, b)
+
+    one = LeanIMT(hash=sha)
+    for leaf in range(1, 1001):
         one.insert(leaf)
-    many = CredentialTree(DEFAULT_DEPTH)
-    assert many.insert_many(leaves[:7]) == 0
-    assert many.insert_many(leaves[7:]) == 7
-    assert many.insert_many([]) == 39
+    many = LeanIMT(hash=counted)
+    assert many.insert_many(range(1, 1001)) == 0
+    assert many.root == one.root and many.depth == one.depth == 10
+    assert calls["n"] == 999  # every internal node hashed once: n - 1 for n leaves
+    calls["n"] = 0
+    assert many.insert_many([2000, 2001, 2002]) == 1000
+    one.insert_many([2000, 2001, 2002])
     assert many.root == one.root
-    assert many.path(20) == one.path(20)
+    assert calls["n"] <= 3 * 10  # only the new right edge is rehashed
+    assert many.generate_proof(500) == one.generate_proof(500)
 
 
-def test_paths_recompute_root_for_every_leaf() -> None:
-    tree = CredentialTree(5)
-    tree.insert_many(range(100, 121))
-    for index in range(tree.size):
-        path = tree.path(index)
-        assert path.depth == 5
-        assert path.index == index
-        assert path.indices == tuple((index >> i) & 1 for i in range(5))
-        assert path.root(tree.leaf(index)) == tree.root
-        assert path.verify(tree.leaf(index), tree.root)
-        assert not path.verify(tree.leaf(index) + 1, tree.root)
+def test_single_insert_hashes_at_most_depth_nodes() -> None:
+    calls = {"n": 0}
+
+    def counted(a: int, b: int) -> int:
+        calls["n"] += 1
+        return sha(a, b)
+
+    tree = LeanIMT(range(1, 5000), hash=counted)
+    calls["n"] = 0
+    tree.insert(10**6)
+    assert calls["n"] <= tree.depth
+    calls["n"] = 0
+    tree.update(1234, 777_777)
+    assert calls["n"] <= tree.depth
 
 
-def test_path_of_depth_20_tree() -> None:
-    tree = CredentialTree()
-    tree.insert_many([11, 22, 33])
-    path = tree.path(2)
-    assert len(path.siblings) == len(path.indices) == 20
-    assert path.indices[:2] == (0, 1)
-    assert path.siblings[0] == 0  # right neighbour of leaf 2 is empty
-    assert path.siblings[1] == poseidon([11, 22])
-    assert path.siblings[2:] == tuple(zeros(20)[2:20])
-    assert path.root(33) == tree.root
-
-
-def test_remove_sets_leaf_to_zero() -> None:
-    leaves = [5, 6, 7, 8, 9]
-    tree = CredentialTree(3)
-    tree.insert_many(leaves)
-    before = tree.root
-    tree.remove(1)
-    assert tree.leaf(1) == 0
-    assert tree.root == full_root([5, 0, 7, 8, 9], 3) != before
-    assert 6 not in tree
+def test_update_remove_has_index_of() -> None:
+    tree = LeanIMT([11, 22, 33, 44, 55], hash=sha)
+    assert tree.index_of(33) == 2 and tree.has(33) and 33 in tree
+    tree.remove(2)
+    assert tree.leaf(2) == 0 and not tree.has(33) and tree.size == 5
+    expected = sha(sha(sha(11, 22), sha(0, 44)), 55)
+    assert tree.root == expected
+    with pytest.raises(InputError, match="does not exist"):
+        tree.remove(2)  # as LeanIMT.sol: the removed leaf no longer exists
     with pytest.raises(InputError):
-        tree.index_of(6)
-    with pytest.raises(InputError):
-        tree.remove(1)  # already zero: BinaryIMT reverts NewLeafCannotEqualOldLeaf
-    assert tree.size == 5  # the slot is kept
-    assert tree.insert(10) == 5
+        tree.index_of(33)
+    tree.update(4, 66)
+    assert tree.index_of(66) == 4 and not tree.has(55)
+    with pytest.raises(InputError, match="already"):
+        tree.update(0, 66)  # duplicates refused, as on chain
+    assert tree.insert(33) == 5  # a removed value may come back (LeanIMT.sol allows it)
+    for i in range(tree.size):
+        if tree.leaf(i):
+            assert tree.generate_proof(i).verify(sha)
 
 
-def test_update_and_index_of() -> None:
-    tree = CredentialTree(3)
-    tree.insert_many([5, 6, 7])
-    assert tree.index_of(7) == 2
-    tree.update(2, 70)
-    assert tree.index_of(70) == 2
-    assert 7 not in tree and 70 in tree
-    assert tree.root == full_root([5, 6, 70], 3)
-    with pytest.raises(InputError):
-        tree.update(2, 70)
-
-
-def test_duplicate_leaves_are_tracked() -> None:
-    tree = CredentialTree(3)
-    tree.insert_many([9, 9, 4])
-    assert tree.index_of(9) == 0
-    tree.remove(0)
-    assert tree.index_of(9) == 1
-    tree.remove(1)
-    assert 9 not in tree
-
-
-def test_rejects_non_field_leaves() -> None:
-    tree = CredentialTree(3)
-    for bad in (R, -1, 1.5, True, "1"):
+def test_leaves_are_checked_like_lean_imt_sol() -> None:
+    tree = LeanIMT([1, 2], hash=sha)
+    for bad in (0, R, -1, True, "3", 1.5):
         with pytest.raises(InputError):
             tree.insert(bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="already"):
+        tree.insert(2)
     with pytest.raises(InputError):
-        tree.insert_many([1, R])
-    assert tree.size == 0  # nothing half-inserted
-    assert tree.root == zeros(3)[3]
-
-
-def test_unknown_index_and_full_tree() -> None:
-    tree = CredentialTree(2)
-    tree.insert_many([1, 2, 3])
-    for bad in (-1, 3, 100, True):
+        tree.insert_many([3, 4, 3])  # a duplicate inside the batch
+    with pytest.raises(InputError):
+        tree.insert_many([3, 0])
+    with pytest.raises(InputError):
+        tree.insert_many([])
+    assert tree.leaves == [1, 2]  # nothing half-inserted
+    for bad_index in (-1, 2, True):
         with pytest.raises(InputError):
-            tree.leaf(bad)
-        with pytest.raises(InputError):
-            tree.path(bad)
-    with pytest.raises(InputError):
-        tree.remove(3)
-    tree.insert(4)
-    with pytest.raises(InputError):
-        tree.insert(5)
-    with pytest.raises(InputError):
-        tree.insert_many([5, 6])
-    assert tree.size == 4
+            tree.generate_proof(bad_index)
 
 
-@pytest.mark.parametrize("depth", [0, MAX_DEPTH + 1])
-def test_bad_depth(depth: int) -> None:
-    with pytest.raises(InputError):
-        CredentialTree(depth)
-
-
-def test_merkle_path_validation() -> None:
-    with pytest.raises(InputError):
-        MerklePath((1, 2), (0,))
-    with pytest.raises(InputError):
-        MerklePath((1,), (2,))
-    with pytest.raises(InputError):
-        MerklePath((1,), (0,)).root(R)
+def test_proofs_of_a_ragged_poseidon_tree_verify_and_detect_tampering() -> None:
+    tree = LeanIMT(range(100, 113))  # 13 leaves: depth 4, ragged right edge
+    assert tree.depth == 4
+    depths = set()
+    for i in range(tree.size):
+        proof = tree.generate_proof(i)
+        depths.add(proof.depth)
+        assert proof.verify() and tree.verify_proof(proof)
+        if proof.siblings:
+            bad = LeanIMTProof(proof.root, proof.leaf, proof.index ^ 1, proof.siblings)
+            assert not bad.verify()
+        assert not LeanIMTProof(proof.root, proof.leaf + 1, proof.index, proof.siblings).verify()
+    assert depths == {2, 4}  # leaf 12 is carried up two levels unhashed
+    assert tree.generate_proof(12).padded_siblings(20)[2:] == [0] * 18

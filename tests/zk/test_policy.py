@@ -3,10 +3,12 @@ policy generates clinician_access, and a generated variant proves end to end."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from eth_utils import keccak
 
-from zk.compiler import check_budget, compile_circuit
+from zk.compiler import check_budget, compile_circuit, parse_r1cs
 from zk.credentials import roles_mask
 from zk.exceptions import CircuitError
 from zk.policy import (
@@ -14,12 +16,12 @@ from zk.policy import (
     PolicyError,
     compile_policy,
     estimate_constraints,
-    parse_policies,
     parse_policy,
 )
 from zk.registry import get_circuit
 from zk.testing import (
     HOSPITAL,
+    NOW,
     access_scenario,
     assert_proves,
     assert_public_inputs_bound,
@@ -34,7 +36,7 @@ policy lab_read {
     licence valid;
 }
 """
-OTHER_HOSPITAL = 0xB0B
+OTHER_HOSPITAL = 11
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +51,8 @@ def test_text_and_python_policies_are_the_same_ast():
     assert parsed.allowed_roles == roles_mask(["physician", "nurse"]) == 0b11
     assert parsed.is_default
     text = "policy a { category imaging; roles radiologist; licence any; hospitals 0x0a, 11; }"
-    (a,) = parse_policies(text + "\npolicy b { roles nurse; category lab; mask fixed; }")[:1]
-    assert a.hospitals == frozenset({10, 11}) and not a.licence_valid
-    b = parse_policies(text + "\npolicy b { roles nurse; category lab; mask fixed; }")[1]
-    assert not b.public_roles and b.roles == frozenset({"nurse"})
+    a = parse_policy(text)
+    assert a.hospitals == frozenset({10, 11}) and not a.licence_valid and not a.is_default
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,9 @@ def test_text_and_python_policies_are_the_same_ast():
         ("policy p { category lab; roles nurse; colour red; }", "unknown statement 'colour'"),
         ("policy p { category lab; roles nurse;", "end of input: expected a statement"),
         ("policy P { category lab; roles nurse; }", "bad policy name 'P'"),
-        ("policy p { category lab; roles nurse; hospitals 0; }", "non-zero 160-bit"),
+        ("policy p { category lab; roles nurse; hospitals 0; }", "member id in 1..2"),
+        ("policy p { category lab; roles nurse; hospitals 4294967296; }", "member id in 1..2"),
+        ("policy p { category lab; roles nurse; mask fixed; }", "'mask' was removed in v2"),
         ("", "exactly one policy, found 0"),
     ],
 )
@@ -97,7 +99,8 @@ def test_default_policy_generates_clinician_access(policy_dir):
     reference = get_circuit("clinician_access")
     assert compiled.spec.public_inputs == reference.public_inputs
     assert compiled.spec.signals == reference.signals
-    assert compiled.implied_inputs == {"allowedRoles": 0b11}
+    assert compiled.implied_inputs == {}
+    assert compiled.category_mask == 0b11
     assert compiled.category_id == keccak(text="lab")
     generated = compile_circuit(compiled.spec)
     expected = compile_circuit(reference)
@@ -106,30 +109,34 @@ def test_default_policy_generates_clinician_access(policy_dir):
     assert {c.component: c.constraints for c in generated.components} == {
         c.component: c.constraints for c in expected.components
     }
+    # The same R1CS, constraint for constraint (names aside): same wires in every constraint.
+    assert parse_r1cs(Path(generated.r1cs_path).read_bytes()) == parse_r1cs(
+        Path(expected.r1cs_path).read_bytes()
+    )
     check_budget(generated, compiled.spec)
     # Only lib templates: the generated main declares no template of its own but the policy's.
     assert compiled.source.count("template ") == 1
-    assert 'include "credential.circom";' in compiled.source
+    assert 'include "lean_imt.circom";' in compiled.source
+    # Roles are the category mask, not circuit structure: another role set, same circuit.
+    other = compile_policy(Policy("lab_read", "lab", {"pharmacist"}), policy_dir / "other")
+    assert compile_circuit(other.spec).constraints == expected.constraints
 
 
 def test_options_change_the_generated_circuit(policy_dir):
     base = Policy("v", "lab", {"nurse"})
     no_licence = compile_policy(Policy("v1", "lab", {"nurse"}, licence_valid=False), policy_dir)
-    fixed = compile_policy(Policy("v2", "lab", {"nurse"}, public_roles=False), policy_dir)
     members = compile_policy(Policy("v3", "lab", {"nurse"}, hospitals={3, 1, 2}), policy_dir)
-    assert "currentTime" not in no_licence.spec.public_inputs
-    assert "LicenceValid" not in no_licence.source
-    assert "allowedRoles" not in fixed.spec.public_inputs and fixed.implied_inputs == {}
-    assert "RoleAllowedFixed(NROLES, 2)" in fixed.source
+    assert no_licence.spec.public_inputs == get_circuit("clinician_access").public_inputs
+    assert "LicenceValid" not in no_licence.source and "Num2Bits(40)" in no_licence.source
     assert members.spec.public_inputs[-3:] == (
         "allowedHospital0",
         "allowedHospital1",
         "allowedHospital2",
     )
     assert members.implied_inputs["allowedHospital0"] == 1  # sorted, deterministic
-    assert estimate_constraints(no_licence.policy) < estimate_constraints(base)
-    assert estimate_constraints(fixed.policy) < estimate_constraints(base)
-    assert len({no_licence.spec.circuit_hash, fixed.spec.circuit_hash}) == 2
+    assert estimate_constraints(members.policy) == estimate_constraints(base) + 2
+    assert compile_circuit(members.spec).constraints == members.estimate
+    assert compile_circuit(no_licence.spec).constraints == no_licence.estimate
     # Regenerating an unchanged policy keeps the file, hence the hash and keys.
     again = compile_policy(Policy("v1", "lab", {"nurse"}, licence_valid=False), policy_dir)
     assert again.spec.circuit_hash == no_licence.spec.circuit_hash
@@ -137,9 +144,7 @@ def test_options_change_the_generated_circuit(policy_dir):
 
 @pytest.fixture(scope="module")
 def members_policy(policy_dir):
-    policy = Policy(
-        "lab_members", "lab", {"physician", "lab_technician"}, hospitals={HOSPITAL, 0xC0C}
-    )
+    policy = Policy("lab_members", "lab", {"physician", "lab_technician"}, hospitals={HOSPITAL, 12})
     return compile_policy(policy, policy_dir)
 
 
@@ -148,14 +153,29 @@ def test_hospital_restricted_variant_proves_end_to_end(members_policy, zk_prover
     prover = zk_prover(compiled.spec)
     # groth16py's compile (recorded by the setup) matches the estimate and the budget.
     assert prover.keys.manifest.constraints == compiled.estimate <= compiled.spec.budget
+    mask = compiled.category_mask
 
-    member = access_scenario("lab_technician", hospital_id=HOSPITAL)
+    member = access_scenario("lab_technician", mask, hospital_id=HOSPITAL)
     proof = assert_proves(prover, compiled.inputs(member.inputs()))
-    assert proof.public_inputs[1] == compiled.policy.allowed_roles
-    assert set(proof.public_inputs[-2:]) == {HOSPITAL, 0xC0C}
+    assert proof.public_inputs[1] >> 40 & 0xFFFF == mask
+    assert set(proof.public_inputs[-2:]) == {HOSPITAL, 12}
     assert_public_inputs_bound(prover, proof)
 
-    outsider = access_scenario("lab_technician", hospital_id=OTHER_HOSPITAL)
+    # A lab technician of a hospital outside the set, with a valid class consent: refused.
+    outsider = access_scenario("lab_technician", mask, hospital_id=OTHER_HOSPITAL)
+    assert_proves(zk_prover("clinician_access"), outsider.inputs())
     assert_rejects(prover, compiled.inputs(outsider.inputs()))
-    nurse = access_scenario("nurse", hospital_id=HOSPITAL)
-    assert_rejects(prover, compiled.inputs(nurse.inputs(allowedRoles=0)))
+    # A nurse of a member hospital under the category mask: refused by the role check.
+    nurse = access_scenario("nurse", mask, hospital_id=HOSPITAL)
+    assert_rejects(prover, compiled.inputs(nurse.inputs()))
+
+
+def test_licence_any_variant_ignores_expiry_but_keeps_the_attributes_bound(policy_dir, zk_prover):
+    compiled = compile_policy(Policy("lab_any", "lab", {"nurse"}, licence_valid=False), policy_dir)
+    prover = zk_prover(compiled.spec)
+    s = access_scenario("nurse", licence_expiry=NOW - 1)  # expired licence
+    assert_rejects(zk_prover("clinician_access"), s.inputs())
+    assert_proves(prover, compiled.inputs(s.inputs()))
+    # The aliasing split role + 16 / expiry - 1 is still refused by the range checks.
+    e = s.issued.licence_expiry
+    assert_rejects(prover, compiled.inputs(s.inputs(role=1 + 16, licenceExpiry=e - 1)))

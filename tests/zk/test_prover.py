@@ -53,12 +53,12 @@ def test_array_signals_are_checked_for_shape_and_range(zk_prover):
     spec = zk_prover("clinician_access").spec
     inputs = access_scenario("nurse").inputs()
     validate_inputs(spec, inputs)
-    with pytest.raises(InputError, match="pathElements must have 20 elements, got 19"):
-        validate_inputs(spec, {**inputs, "pathElements": inputs["pathElements"][:19]})
-    with pytest.raises(InputError, match=r"pathIndices\[3\] is not a BN254"):
-        validate_inputs(spec, {**inputs, "pathIndices": [0, 0, 0, R] + [0] * 16})
-    with pytest.raises(InputError, match="pathIndices must be a list"):
-        validate_inputs(spec, {**inputs, "pathIndices": 0})
+    with pytest.raises(InputError, match="siblings must have 20 elements, got 19"):
+        validate_inputs(spec, {**inputs, "siblings": inputs["siblings"][:19]})
+    with pytest.raises(InputError, match=r"siblings\[3\] is not a BN254"):
+        validate_inputs(spec, {**inputs, "siblings": [0, 0, 0, R] + [0] * 16})
+    with pytest.raises(InputError, match="siblings must be a list"):
+        validate_inputs(spec, {**inputs, "siblings": 0})
     with pytest.raises(InputError, match="signal root must be an integer"):
         validate_inputs(spec, {**inputs, "root": [1]})
 

@@ -210,3 +210,38 @@ def test_run_snarkjs_raises_setup_error(tmp_path: Path) -> None:
 def test_malformed_snarkjs_json(proof_json: object, public: object) -> None:
     with pytest.raises(ProofInvalid):
         proof_from_snarkjs(proof_json, public)  # type: ignore[arg-type]
+
+
+def test_clinician_access_witness_from_our_wasm_satisfies_our_r1cs(zk_prover, tmp_path) -> None:
+    """The circom2 build (r1cs + wasm) that the ceremony and snarkjs use is the circuit
+    groth16py proves: snarkjs computes the witness from our wasm, checks it against our r1cs,
+    and groth16py proves from that witness with its own keys."""
+    from zk.compiler import compile_circuit
+    from zk.credentials import access_context, roles_mask
+    from zk.snarkjs import _json_inputs
+    from zk.testing import NOW, SIGNAL, access_scenario
+
+    prover = zk_prover("clinician_access")
+    report = compile_circuit(prover.spec)
+    s = access_scenario("nurse", roles_mask(["nurse", "midwife"]), others=6, position=3)
+    inputs = s.inputs()
+    (tmp_path / "in.json").write_text(json.dumps(_json_inputs(inputs)))
+    run_snarkjs("wtns", "calculate", report.wasm_path, "in.json", "w.wtns", cwd=tmp_path)
+    out = run_snarkjs("wtns", "check", report.r1cs_path, "w.wtns", cwd=tmp_path)
+    assert "WITNESS IS CORRECT" in out.upper()
+    data = groth16py.prove_wtns(prover.keys.proving_key, str(tmp_path / "w.wtns"))
+    public = tuple(inputs[n] for n in prover.spec.public_inputs)
+    assert prover.verifier.verify(Proof(bytes(data), public))
+    # A mask without the nurse bit: the wasm's own constraint assertions refuse the witness.
+    bad = {**inputs, "context": access_context(NOW, roles_mask(["physician"]), 0, SIGNAL)}
+    (tmp_path / "bad.json").write_text(json.dumps(_json_inputs(bad)))
+    with pytest.raises(WitnessError):
+        run_snarkjs(
+            "wtns",
+            "calculate",
+            report.wasm_path,
+            "bad.json",
+            "b.wtns",
+            cwd=tmp_path,
+            error=WitnessError,
+        )

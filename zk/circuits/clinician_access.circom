@@ -1,60 +1,71 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 pragma circom 2.0.0;
 
+include "context.circom";
 include "credential.circom";
-include "merkle.circom";
+include "lean_imt.circom";
 include "roles.circom";
+include "hospital.circom";
 include "licence.circom";
-include "signal.circom";
 
-// A clinician holds a credential in the consortium's credential tree whose role is allowed for
-// the record's category and whose licence has not expired, and spends the nullifier of this
-// (record, signal) context. Public inputs are declared in the order the contracts pass them.
-template ClinicianAccess(DEPTH, NROLES) {
+// A clinician holds a live credential in the consortium's LeanIMT whose role is in the
+// context's roles mask (the patient's class consent AND the consortium's category policy),
+// whose issuing hospital is the class's (or the class takes any member hospital), and whose
+// licence is valid at the context's time; epochNullifier is Poseidon2(scope, secret), with
+// scope committing to chain, gate, record and epoch. Public inputs in the gate's order.
+template ClinicianAccess(MAX_DEPTH) {
     // Public, in this order.
     signal input root;
-    signal input allowedRoles;
-    signal input currentTime;
-    signal input externalNullifier;
-    signal input nullifierHash;
-    signal input signalHash;
+    signal input context;
+    signal input scope;
+    signal input epochNullifier;
     // Private.
     signal input secret;
     signal input hospitalId;
     signal input role;
     signal input licenceExpiry;
-    signal input pathElements[DEPTH];
-    signal input pathIndices[DEPTH];
+    signal input depth;
+    signal input index;
+    signal input siblings[MAX_DEPTH];
 
-    component leaf = CredentialLeaf();
-    leaf.secret <== secret;
-    leaf.hospitalId <== hospitalId;
-    leaf.role <== role;
-    leaf.licenceExpiry <== licenceExpiry;
+    component ctx = AccessContext();
+    ctx.context <== context;
 
-    component tree = BinaryMerkleRoot(DEPTH);
-    tree.leaf <== leaf.leaf;
-    for (var i = 0; i < DEPTH; i++) {
-        tree.pathElements[i] <== pathElements[i];
-        tree.pathIndices[i] <== pathIndices[i];
+    component credential = CredentialLeaf();
+    credential.secret <== secret;
+    credential.hospitalId <== hospitalId;
+    credential.role <== role;
+    credential.licenceExpiry <== licenceExpiry;
+
+    component tree = LeanIMTRoot(MAX_DEPTH);
+    tree.leaf <== credential.leaf;
+    tree.depth <== depth;
+    tree.index <== index;
+    for (var i = 0; i < MAX_DEPTH; i++) {
+        tree.siblings[i] <== siblings[i];
     }
     root === tree.root;
 
-    component roleCheck = RoleAllowed(NROLES);
-    roleCheck.role <== role;
-    roleCheck.allowedRoles <== allowedRoles;
+    component roleCheck = RoleInMask();
+    for (var i = 0; i < 4; i++) {
+        roleCheck.roleBits[i] <== credential.roleBits[i];
+    }
+    for (var i = 0; i < 16; i++) {
+        roleCheck.maskBits[i] <== ctx.maskBits[i];
+    }
+
+    component hospital = HospitalInClass();
+    hospital.classHospital <== ctx.classHospital;
+    hospital.hospitalId <== hospitalId;
 
     component licence = LicenceValid();
-    licence.currentTime <== currentTime;
+    licence.currentTime <== ctx.currentTime;
     licence.licenceExpiry <== licenceExpiry;
 
-    component nullifier = NullifierHash();
-    nullifier.externalNullifier <== externalNullifier;
+    component nullifier = EpochNullifier();
+    nullifier.scope <== scope;
     nullifier.secret <== secret;
-    nullifierHash === nullifier.out;
-
-    component binding = SignalBinding();
-    binding.signalHash <== signalHash;
+    epochNullifier === nullifier.out;
 }
 
-component main {public [root, allowedRoles, currentTime, externalNullifier, nullifierHash, signalHash]} = ClinicianAccess(20, 16);
+component main {public [root, context, scope, epochNullifier]} = ClinicianAccess(20);

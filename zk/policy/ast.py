@@ -33,9 +33,9 @@ def _hospital_id(value: object) -> int:
         try:
             value = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
         except ValueError:
-            raise PolicyError(f"hospital {value!r} is not an address or integer id") from None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**160:
-        raise PolicyError("a hospital id is a non-zero 160-bit address")
+            raise PolicyError(f"hospital {value!r} is not an integer member id") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**32:
+        raise PolicyError("a hospital is a Consortium member id in 1..2^32-1")
     return value
 
 
@@ -43,11 +43,12 @@ def _hospital_id(value: object) -> int:
 class Policy:
     """Who may read records of one category.
 
-    ``roles``: credential roles allowed. ``public_roles``: the role mask is a public input (the
-    gate contract supplies its per-category mask, so changing roles needs no new keys) rather
-    than a constant baked into the circuit. ``licence_valid``: require currentTime < expiry.
-    ``hospitals``: if set, the credential's issuing hospital must be one of these (public
-    inputs ``allowedHospital0..``).
+    ``roles``: the consortium's category policy (the mask a Consortium call proposal sets on
+    the gate). The circuit itself takes the request's mask in its public context (the
+    patient's class consent AND this policy), so roles never change the circuit.
+    ``licence_valid``: require currentTime < expiry. ``hospitals``: if set, the credential's
+    issuing hospital must also be one of these member ids (public inputs
+    ``allowedHospital0..``, after the four of clinician_access).
     """
 
     name: str
@@ -55,7 +56,6 @@ class Policy:
     roles: frozenset[str]
     licence_valid: bool = True
     hospitals: frozenset[int] | None = None
-    public_roles: bool = True
 
     def __init__(
         self,
@@ -64,7 +64,6 @@ class Policy:
         roles: Iterable[str],
         licence_valid: bool = True,
         hospitals: Iterable[int | str] | None = None,
-        public_roles: bool = True,
     ) -> None:
         if not isinstance(name, str) or not NAME.match(name):
             raise PolicyError(f"bad policy name {name!r} (lower-case identifier)")
@@ -88,14 +87,13 @@ class Policy:
             hospital_set = frozenset(_hospital_id(h) for h in hospitals)
             if not 1 <= len(hospital_set) <= MAX_HOSPITALS:
                 raise PolicyError(f"policy {name}: 1 to {MAX_HOSPITALS} hospitals, or none")
-        if not isinstance(licence_valid, bool) or not isinstance(public_roles, bool):
-            raise PolicyError(f"policy {name}: licence_valid and public_roles are booleans")
+        if not isinstance(licence_valid, bool):
+            raise PolicyError(f"policy {name}: licence_valid is a boolean")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "category", category)
         object.__setattr__(self, "roles", role_set)
         object.__setattr__(self, "licence_valid", licence_valid)
         object.__setattr__(self, "hospitals", hospital_set)
-        object.__setattr__(self, "public_roles", public_roles)
 
     @property
     def allowed_roles(self) -> int:
@@ -105,5 +103,5 @@ class Policy:
 
     @property
     def is_default(self) -> bool:
-        """Exactly clinician_access: public role mask, licence check, any hospital."""
-        return self.public_roles and self.licence_valid and self.hospitals is None
+        """Exactly clinician_access: licence check, no hospital set."""
+        return self.licence_valid and self.hospitals is None

@@ -1,9 +1,11 @@
 """Policy -> circuit: a circom main composing the ``zk/circuits/lib`` templates, its
 ``CircuitSpec`` (public inputs in order, constraint budget) and the public input values the
-policy fixes (role mask, hospital set). A new policy needs no hand-written circom.
+policy fixes (the hospital set). A new policy needs no hand-written circom.
 
-The default policy (public role mask, licence check, any hospital) generates the same template
-composition, public inputs and constraint count as ``clinician_access.circom``.
+The default policy (licence check, no hospital set) generates clinician_access.circom's
+template composition, public inputs and constraints. The roles of a policy are the
+consortium's category mask (``category_mask``, set on the gate by a vote): they enter the
+proof through the request's public context, never the circuit.
 """
 
 from __future__ import annotations
@@ -21,22 +23,32 @@ from zk.policy.ast import Policy
 from zk.registry import CircuitSpec
 
 DEPTH = 20
-NROLES = 16
 DEFAULT_POLICY_DIR = REPO_ROOT / "build" / "zk" / "policies"
+PUBLIC = ("root", "context", "scope", "epochNullifier")
+PRIVATE = (
+    "secret",
+    "hospitalId",
+    "role",
+    "licenceExpiry",
+    "depth",
+    "index",
+    f"siblings[{DEPTH}]",
+)
 
 # Constraints per template after circom --O2, measured with circomlib 2.0.5 (see
 # tests/zk/test_policy.py, which checks the estimate against real compiles).
 COST = {
-    "leaf": 297,  # Poseidon(4)
-    "merkle_level": 242,  # Poseidon(2) + swap + pathIndices boolean
+    "context": 240,  # Num2Bits(240)
+    "credential": 489,  # Num2Bits(32) + Num2Bits(4) + Poseidon(1) 213 + Poseidon(2) 240
+    "tree": 4882,  # 20 x (Poseidon(2) + swap) + Num2Bits(20) + OneHot(21) + 21 selections
+    "roles": 15,  # 16-to-1 multiplexer over the mask bits
+    "hospital_class": 1,
+    "licence": 40,  # Num2Bits(40) of expiry - time - 1
+    "expiry_range": 40,  # licence any: Num2Bits(40) of the expiry alone
     "nullifier": 240,  # Poseidon(2)
-    "signal": 1,
-    "roles_public": 52,  # Num2Bits(4) + Num2Bits(16) + Decoder(16) + EscalarProduct(16)
-    "roles_fixed": 20,  # Num2Bits(4) + Decoder(16); the selection is linear
-    "licence": 192,  # 2 x Num2Bits(64) + LessThan(64)
-    "hospital": 1,  # per member of the set but the first (its factor is linear)
+    "hospital_set": 1,  # per member of the set but the first (its factor is linear)
 }
-BUDGET_HEADROOM = 1.01
+BUDGET_HEADROOM = 1.02
 
 
 @dataclass(frozen=True)
@@ -54,9 +66,13 @@ class CompiledPolicy:
         """keccak256(category): the gate contract's key for this category."""
         return keccak(text=self.policy.category)
 
+    @property
+    def category_mask(self) -> int:
+        """The roles mask the consortium sets for the category (``setCategoryPolicy``)."""
+        return self.policy.allowed_roles
+
     def inputs(self, clinician_inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Adapt clinician_access inputs to this circuit: drop signals the policy removed,
-        add the ones it implies (role mask, hospital set)."""
+        """Adapt clinician_access inputs to this circuit: add the hospital set."""
         wanted = self.spec.signals
         out = {k: v for k, v in clinician_inputs.items() if k in wanted}
         out.update(self.implied_inputs)
@@ -68,33 +84,20 @@ def _template_name(policy: Policy) -> str:
 
 
 def public_inputs(policy: Policy) -> tuple[str, ...]:
-    """clinician_access's order with the policy's omissions, hospitals appended."""
-    names = ["root"]
-    if policy.public_roles:
-        names.append("allowedRoles")
-    if policy.licence_valid:
-        names.append("currentTime")
-    names += ["externalNullifier", "nullifierHash", "signalHash"]
-    names += [f"allowedHospital{i}" for i in range(len(policy.hospitals or ()))]
-    return tuple(names)
+    """clinician_access's four, then ``allowedHospital0..`` for a hospital set."""
+    return (*PUBLIC, *(f"allowedHospital{i}" for i in range(len(policy.hospitals or ()))))
 
 
 def implied_inputs(policy: Policy) -> dict[str, int]:
     """Public input values fixed by the policy (the rest come from the request)."""
-    out: dict[str, int] = {}
-    if policy.public_roles:
-        out["allowedRoles"] = policy.allowed_roles
-    for i, hospital in enumerate(sorted(policy.hospitals or ())):
-        out[f"allowedHospital{i}"] = hospital
-    return out
+    return {f"allowedHospital{i}": h for i, h in enumerate(sorted(policy.hospitals or ()))}
 
 
 def estimate_constraints(policy: Policy) -> int:
-    cost = COST["leaf"] + DEPTH * COST["merkle_level"] + COST["nullifier"] + COST["signal"]
-    cost += COST["roles_public"] if policy.public_roles else COST["roles_fixed"]
-    if policy.licence_valid:
-        cost += COST["licence"]
-    cost += COST["hospital"] * max(0, len(policy.hospitals or ()) - 1)
+    cost = COST["context"] + COST["credential"] + COST["tree"] + COST["roles"]
+    cost += COST["hospital_class"] + COST["nullifier"]
+    cost += COST["licence"] if policy.licence_valid else COST["expiry_range"]
+    cost += COST["hospital_set"] * max(0, len(policy.hospitals or ()) - 1)
     return cost
 
 
@@ -102,22 +105,20 @@ def generate_circom(policy: Policy) -> str:
     """The circom main for ``policy``: only lib templates, wired as in clinician_access."""
     template = _template_name(policy)
     public = public_inputs(policy)
-    includes = ["credential", "merkle", "roles"]
-    if policy.licence_valid:
-        includes.append("licence")
+    includes = ["context", "credential", "lean_imt", "roles", "hospital"]
+    includes.append("licence" if policy.licence_valid else "bitify")
     if policy.hospitals:
         includes.append("membership")
-    includes.append("signal")
-    mask = f"role mask {policy.allowed_roles:#06x}"
     lines = [
         "// SPDX-License-Identifier: GPL-3.0-or-later",
         f"// GENERATED by zk.policy from policy {policy.name} (category {policy.category},",
-        f"// {mask}). Do not edit: change the policy and regenerate.",
+        f"// category mask {policy.allowed_roles:#06x}). Do not edit: change the policy and"
+        " regenerate.",
         "pragma circom 2.0.0;",
         "",
         *(f'include "{name}.circom";' for name in includes),
         "",
-        f"template {template}(DEPTH, NROLES) {{",
+        f"template {template}(MAX_DEPTH) {{",
         "    // Public, in this order.",
         *(f"    signal input {name};" for name in public),
         "    // Private.",
@@ -125,67 +126,71 @@ def generate_circom(policy: Policy) -> str:
         "    signal input hospitalId;",
         "    signal input role;",
         "    signal input licenceExpiry;",
-        "    signal input pathElements[DEPTH];",
-        "    signal input pathIndices[DEPTH];",
+        "    signal input depth;",
+        "    signal input index;",
+        "    signal input siblings[MAX_DEPTH];",
         "",
-        "    component leaf = CredentialLeaf();",
-        "    leaf.secret <== secret;",
-        "    leaf.hospitalId <== hospitalId;",
-        "    leaf.role <== role;",
-        "    leaf.licenceExpiry <== licenceExpiry;",
+        "    component ctx = AccessContext();",
+        "    ctx.context <== context;",
         "",
-        "    component tree = BinaryMerkleRoot(DEPTH);",
-        "    tree.leaf <== leaf.leaf;",
-        "    for (var i = 0; i < DEPTH; i++) {",
-        "        tree.pathElements[i] <== pathElements[i];",
-        "        tree.pathIndices[i] <== pathIndices[i];",
+        "    component credential = CredentialLeaf();",
+        "    credential.secret <== secret;",
+        "    credential.hospitalId <== hospitalId;",
+        "    credential.role <== role;",
+        "    credential.licenceExpiry <== licenceExpiry;",
+        "",
+        "    component tree = LeanIMTRoot(MAX_DEPTH);",
+        "    tree.leaf <== credential.leaf;",
+        "    tree.depth <== depth;",
+        "    tree.index <== index;",
+        "    for (var i = 0; i < MAX_DEPTH; i++) {",
+        "        tree.siblings[i] <== siblings[i];",
         "    }",
         "    root === tree.root;",
         "",
+        "    component roleCheck = RoleInMask();",
+        "    for (var i = 0; i < 4; i++) {",
+        "        roleCheck.roleBits[i] <== credential.roleBits[i];",
+        "    }",
+        "    for (var i = 0; i < 16; i++) {",
+        "        roleCheck.maskBits[i] <== ctx.maskBits[i];",
+        "    }",
+        "",
+        "    component hospital = HospitalInClass();",
+        "    hospital.classHospital <== ctx.classHospital;",
+        "    hospital.hospitalId <== hospitalId;",
+        "",
     ]
-    if policy.public_roles:
-        lines += [
-            "    component roleCheck = RoleAllowed(NROLES);",
-            "    roleCheck.role <== role;",
-            "    roleCheck.allowedRoles <== allowedRoles;",
-        ]
-    else:
-        lines += [
-            f"    component roleCheck = RoleAllowedFixed(NROLES, {policy.allowed_roles});",
-            "    roleCheck.role <== role;",
-        ]
     if policy.licence_valid:
         lines += [
-            "",
             "    component licence = LicenceValid();",
-            "    licence.currentTime <== currentTime;",
+            "    licence.currentTime <== ctx.currentTime;",
             "    licence.licenceExpiry <== licenceExpiry;",
         ]
     else:
         lines += [
-            "",
-            "    // licence any: the expiry is committed in the leaf but not checked.",
+            "    // licence any: the expiry is not compared, only range checked so that the",
+            "    // leaf's attributes split one way.",
+            "    component licence = Num2Bits(40);",
+            "    licence.in <== licenceExpiry;",
         ]
     if policy.hospitals:
         n = len(policy.hospitals)
         lines += [
             "",
-            f"    component hospital = SetMembership({n});",
-            "    hospital.value <== hospitalId;",
-            *(f"    hospital.set[{i}] <== allowedHospital{i};" for i in range(n)),
+            f"    component hospitalSet = SetMembership({n});",
+            "    hospitalSet.value <== hospitalId;",
+            *(f"    hospitalSet.set[{i}] <== allowedHospital{i};" for i in range(n)),
         ]
     lines += [
         "",
-        "    component nullifier = NullifierHash();",
-        "    nullifier.externalNullifier <== externalNullifier;",
+        "    component nullifier = EpochNullifier();",
+        "    nullifier.scope <== scope;",
         "    nullifier.secret <== secret;",
-        "    nullifierHash === nullifier.out;",
-        "",
-        "    component binding = SignalBinding();",
-        "    binding.signalHash <== signalHash;",
+        "    epochNullifier === nullifier.out;",
         "}",
         "",
-        f"component main {{public [{', '.join(public)}]}} = {template}({DEPTH}, {NROLES});",
+        f"component main {{public [{', '.join(public)}]}} = {template}({DEPTH});",
         "",
     ]
     return "\n".join(lines)
@@ -207,15 +212,8 @@ def compile_policy(policy: Policy, out_dir: Path | str = DEFAULT_POLICY_DIR) -> 
         name=name,
         source=path.resolve(),
         public_inputs=public_inputs(policy),
-        private_inputs=(
-            "secret",
-            "hospitalId",
-            "role",
-            "licenceExpiry",
-            f"pathElements[{DEPTH}]",
-            f"pathIndices[{DEPTH}]",
-        ),
-        budget=math.ceil(estimate * BUDGET_HEADROOM / 100) * 100,
+        private_inputs=PRIVATE,
+        budget=math.ceil(estimate * BUDGET_HEADROOM),
         description=f"Generated from policy {policy.name}: read {policy.category} records.",
     )
     return CompiledPolicy(policy, spec, source, implied_inputs(policy), estimate)

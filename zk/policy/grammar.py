@@ -5,8 +5,11 @@
     statement := "category" WORD ";"
                | "roles" WORD ("," WORD)* ";"
                | "licence" ("valid" | "any") ";"
-               | "hospitals" WORD ("," WORD)* ";"     (addresses or integer ids)
-               | "mask" ("public" | "fixed") ";"
+               | "hospitals" WORD ("," WORD)* ";"     (Consortium member ids)
+
+v1's ``mask public|fixed`` is gone: in v2 the roles mask is always the request's public
+context (the patient's class consent AND the consortium policy); a mask baked into the circuit
+would let a read bypass the patient's consent.
 
 ``#`` and ``//`` start comments. Example::
 
@@ -125,7 +128,8 @@ class _Parser:
             elif keyword == "licence":
                 fields[keyword] = self._choice(("valid", "any")) == "valid"
             elif keyword == "mask":
-                fields[keyword] = self._choice(("public", "fixed")) == "public"
+                self.i -= 1
+                raise self._fail("'mask' was removed in v2: the mask is the request's context")
             else:
                 self.i -= 1
                 raise self._fail(f"unknown statement {keyword!r}")
@@ -138,7 +142,6 @@ class _Parser:
             roles=fields["roles"],  # type: ignore[arg-type]
             licence_valid=fields.get("licence", True),  # type: ignore[arg-type]
             hospitals=fields.get("hospitals"),  # type: ignore[arg-type]
-            public_roles=fields.get("mask", True),  # type: ignore[arg-type]
         )
 
 

@@ -2,21 +2,14 @@
 pragma circom 2.0.0;
 
 include "bitify.circom";
-include "comparators.circom";
 
-// currentTime < licenceExpiry, both unix seconds. LessThan(64) is only sound for inputs below
-// 2^64, so both are range checked first (otherwise a wrapped field element could pass).
+// currentTime < licenceExpiry for currentTime < 2^40 (the caller's range check):
+// licenceExpiry - currentTime - 1 fits 40 bits. Any licenceExpiry passing it is below 2^41,
+// and an expired one wraps to a field element of ~254 bits, so no wrap can pass.
 template LicenceValid() {
     signal input currentTime;
     signal input licenceExpiry;
 
-    component nowBits = Num2Bits(64);
-    nowBits.in <== currentTime;
-    component expiryBits = Num2Bits(64);
-    expiryBits.in <== licenceExpiry;
-
-    component lt = LessThan(64);
-    lt.in[0] <== currentTime;
-    lt.in[1] <== licenceExpiry;
-    lt.out === 1;
+    component margin = Num2Bits(40);
+    margin.in <== licenceExpiry - currentTime - 1;
 }

@@ -1,73 +1,25 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 pragma circom 2.0.0;
 
-include "bitify.circom";
-include "comparators.circom";
-include "multiplexer.circom";
+// Bit `role` of the 16-bit mask is 1, with role and mask given as bits (already boolean).
+// A 16-to-1 multiplexer over the mask bits, one role bit per level: 8 + 4 + 2 + 1
+// multiplications (a Decoder(16) with an inner product would take 33).
+template RoleInMask() {
+    signal input roleBits[4];
+    signal input maskBits[16];
 
-function emrBitLength(a) {
-    var n = 0;
-    while ((1 << n) < a) {
-        n++;
+    signal level0[8];
+    for (var k = 0; k < 8; k++) {
+        level0[k] <== maskBits[2 * k] + roleBits[0] * (maskBits[2 * k + 1] - maskBits[2 * k]);
     }
-    return n;
-}
-
-// role < NROLES and bit `role` of the allowedRoles mask is set. The mask is range checked to
-// NROLES bits, so a prover cannot pass a value whose low bits differ from the public one.
-template RoleAllowed(NROLES) {
-    signal input role;
-    signal input allowedRoles;
-
-    var NBITS = emrBitLength(NROLES);
-    component roleBits = Num2Bits(NBITS);
-    roleBits.in <== role;
-    if ((1 << NBITS) != NROLES) {
-        component below = LessThan(NBITS);
-        below.in[0] <== role;
-        below.in[1] <== NROLES;
-        below.out === 1;
+    signal level1[4];
+    for (var k = 0; k < 4; k++) {
+        level1[k] <== level0[2 * k] + roleBits[1] * (level0[2 * k + 1] - level0[2 * k]);
     }
-
-    component maskBits = Num2Bits(NROLES);
-    maskBits.in <== allowedRoles;
-
-    component onehot = Decoder(NROLES);
-    onehot.inp <== role;
-    onehot.success === 1;
-
-    component selected = EscalarProduct(NROLES);
-    for (var i = 0; i < NROLES; i++) {
-        selected.in1[i] <== onehot.out[i];
-        selected.in2[i] <== maskBits.out[i];
+    signal level2[2];
+    for (var k = 0; k < 2; k++) {
+        level2[k] <== level1[2 * k] + roleBits[2] * (level1[2 * k + 1] - level1[2 * k]);
     }
-    selected.out === 1;
-}
-
-// As RoleAllowed with the mask fixed at compile time: the selected bit becomes a linear sum
-// over the allowed roles, and there is no mask input (a new mask needs new keys).
-template RoleAllowedFixed(NROLES, MASK) {
-    signal input role;
-
-    var NBITS = emrBitLength(NROLES);
-    component roleBits = Num2Bits(NBITS);
-    roleBits.in <== role;
-    if ((1 << NBITS) != NROLES) {
-        component below = LessThan(NBITS);
-        below.in[0] <== role;
-        below.in[1] <== NROLES;
-        below.out === 1;
-    }
-
-    component onehot = Decoder(NROLES);
-    onehot.inp <== role;
-    onehot.success === 1;
-
-    var selected = 0;
-    for (var i = 0; i < NROLES; i++) {
-        if (((MASK >> i) & 1) == 1) {
-            selected += onehot.out[i];
-        }
-    }
-    selected === 1;
+    // level2[0] + roleBits[3] * (level2[1] - level2[0]) == 1
+    roleBits[3] * (level2[1] - level2[0]) === 1 - level2[0];
 }
