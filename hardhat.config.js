@@ -30,13 +30,36 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args, hre, runSuper) => {
   };
 });
 
+// The ZK hot paths get the optimizer tuned for runtime gas (runs = 1,000,000): at runs = 200
+// solc's constant optimizer rebuilds large constants (field moduli, Poseidon round constants)
+// with several opcodes to save bytecode. PoseidonT3 is generated (zk/export/poseidon_solidity.py)
+// and its creation needs ~3.93M gas at these settings (docs/gas.md).
+const RUNTIME_GAS = {
+  version: SOLC_VERSION,
+  settings: {
+    optimizer: { enabled: true, runs: 1000000 },
+    evmVersion: "cancun",
+  },
+};
+
 /** @type import('hardhat/config').HardhatUserConfig */
 module.exports = {
   solidity: {
-    version: SOLC_VERSION,
-    settings: {
-      optimizer: { enabled: true, runs: 200 },
-      evmVersion: "cancun",
+    compilers: [
+      {
+        version: SOLC_VERSION,
+        settings: {
+          optimizer: { enabled: true, runs: 200 },
+          evmVersion: "cancun",
+        },
+      },
+    ],
+    overrides: {
+      "contracts/zk/CredentialRegistry.sol": RUNTIME_GAS,
+      "contracts/zk/ZkAccessGate.sol": RUNTIME_GAS,
+      "contracts/verifiers/ClinicianAccessVerifier.sol": RUNTIME_GAS,
+      "contracts/verifiers/AgeAtLeastVerifier.sol": RUNTIME_GAS,
+      "contracts/zk/PoseidonT3.sol": RUNTIME_GAS,
     },
   },
   paths: {

@@ -12,7 +12,10 @@ import {ConsortiumGated} from "./base/ConsortiumGated.sol";
  * @title ConsentRegistry
  * @notice Patients grant and revoke read access with EIP-712 signatures (EOA or ERC-1271
  * wallet) that any account may relay; member hospitals may open time-boxed break-glass access.
- * @dev One sequential nonce per patient ({Nonces}) is shared by grants and revokes.
+ * Patients may also consent to a class of readers (hospital, roles) who read anonymously
+ * through the ZkAccessGate.
+ * @dev One sequential nonce per patient ({Nonces}) is shared by grants and revokes of both
+ * kinds.
  */
 contract ConsentRegistry is IConsentRegistry, ConsortiumGated, EIP712, Nonces {
     uint8 private constant SCOPE_RECORD = 0;
@@ -38,6 +41,18 @@ contract ConsentRegistry is IConsentRegistry, ConsortiumGated, EIP712, Nonces {
         "Revoke(address patient,address grantee,uint8 scopeKind,bytes32 scope,uint256 nonce,uint256 deadline)"
     );
 
+    /// @inheritdoc IConsentRegistry
+    bytes32 public constant GRANT_CLASS_TYPEHASH = keccak256(
+        "GrantClass(address patient,uint32 hospital,uint16 roles,uint8 scopeKind,bytes32 scope,uint64 expiresAt,uint256 nonce,uint256 deadline)"
+    );
+
+    /// @inheritdoc IConsentRegistry
+    bytes32 public constant REVOKE_CLASS_TYPEHASH = keccak256(
+        "RevokeClass(address patient,uint32 hospital,uint16 roles,uint8 scopeKind,bytes32 scope,uint256 nonce,uint256 deadline)"
+    );
+
+    // patient => keccak256(hospital, roles, scopeKind, scope) => expiresAt
+    mapping(address => mapping(bytes32 => uint64)) private _classConsents;
     // patient => grantee => scopeKind => scope => expiresAt
     mapping(address => mapping(address => mapping(uint8 => mapping(bytes32 => uint64)))) private _consents;
     // patient => clinician => recordId (0 = all) => expiresAt
@@ -101,6 +116,92 @@ contract ConsentRegistry is IConsentRegistry, ConsortiumGated, EIP712, Nonces {
 
         delete _consents[r.patient][r.grantee][r.scopeKind][r.scope];
         emit ConsentRevoked(r.patient, r.scope, r.grantee, r.scopeKind);
+    }
+
+    /**
+     * @inheritdoc IConsentRegistry
+     * @dev Anyone may relay. Overwrites an existing consent for the same (patient, class,
+     * scope). The class is exactly (hospital, roles): a consent for roles {physician, nurse}
+     * is a different class than one for {physician}.
+     *
+     * Requirements:
+     * - `block.timestamp <= g.deadline` ({ConsentRegistryExpiredDeadline});
+     * - `g.roles != 0` ({ConsentRegistryInvalidClass});
+     * - the scope has the shape of its kind ({ConsentRegistryInvalidScope});
+     * - `g.expiresAt > block.timestamp` ({ConsentRegistryInvalidExpiry});
+     * - `g.nonce` is the patient's current nonce ({InvalidAccountNonce});
+     * - `signature` is valid for `g.patient` over the EIP-712 digest of `g`
+     *   ({ConsentRegistryInvalidSignature}).
+     *
+     * Emits {ClassConsentGranted}.
+     */
+    function grantClassWithSig(GrantClass calldata g, bytes calldata signature) external {
+        if (block.timestamp > g.deadline) revert ConsentRegistryExpiredDeadline(g.deadline);
+        if (g.roles == 0) revert ConsentRegistryInvalidClass();
+        _checkScope(g.scopeKind, g.scope);
+        if (g.expiresAt <= block.timestamp) revert ConsentRegistryInvalidExpiry();
+        _useCheckedNonce(g.patient, g.nonce);
+        bytes32 structHash = keccak256(
+            abi.encode(
+                GRANT_CLASS_TYPEHASH,
+                g.patient,
+                g.hospital,
+                g.roles,
+                g.scopeKind,
+                g.scope,
+                g.expiresAt,
+                g.nonce,
+                g.deadline
+            )
+        );
+        _checkSignature(g.patient, structHash, signature);
+
+        _classConsents[g.patient][_classKey(g.hospital, g.roles, g.scopeKind, g.scope)] = g.expiresAt;
+        emit ClassConsentGranted(g.patient, g.scope, g.hospital, g.roles, g.scopeKind, g.expiresAt);
+    }
+
+    /**
+     * @inheritdoc IConsentRegistry
+     * @dev Anyone may relay. Takes effect in the same block: an anonymous read relayed after it
+     * (in the same block or later) fails. Revoking a consent that does not exist still uses
+     * the nonce and emits the event.
+     *
+     * Requirements:
+     * - `block.timestamp <= r.deadline` ({ConsentRegistryExpiredDeadline});
+     * - `r.roles != 0` ({ConsentRegistryInvalidClass});
+     * - the scope has the shape of its kind ({ConsentRegistryInvalidScope});
+     * - `r.nonce` is the patient's current nonce ({InvalidAccountNonce});
+     * - `signature` is valid for `r.patient` over the EIP-712 digest of `r`
+     *   ({ConsentRegistryInvalidSignature}).
+     *
+     * Emits {ClassConsentRevoked}.
+     */
+    function revokeClassWithSig(RevokeClass calldata r, bytes calldata signature) external {
+        if (block.timestamp > r.deadline) revert ConsentRegistryExpiredDeadline(r.deadline);
+        if (r.roles == 0) revert ConsentRegistryInvalidClass();
+        _checkScope(r.scopeKind, r.scope);
+        _useCheckedNonce(r.patient, r.nonce);
+        bytes32 structHash = keccak256(
+            abi.encode(
+                REVOKE_CLASS_TYPEHASH, r.patient, r.hospital, r.roles, r.scopeKind, r.scope, r.nonce, r.deadline
+            )
+        );
+        _checkSignature(r.patient, structHash, signature);
+
+        delete _classConsents[r.patient][_classKey(r.hospital, r.roles, r.scopeKind, r.scope)];
+        emit ClassConsentRevoked(r.patient, r.scope, r.hospital, r.roles, r.scopeKind);
+    }
+
+    /**
+     * @inheritdoc IConsentRegistry
+     * @dev Requirements: none. Emits nothing.
+     */
+    function classConsentExpiry(address patient, uint32 hospital, uint16 roles, uint8 scopeKind, bytes32 scope)
+        external
+        view
+        returns (uint64)
+    {
+        return _classConsents[patient][_classKey(hospital, roles, scopeKind, scope)];
     }
 
     /**
@@ -181,6 +282,16 @@ contract ConsentRegistry is IConsentRegistry, ConsortiumGated, EIP712, Nonces {
     function _checkSignature(address patient, bytes32 structHash, bytes calldata signature) private view {
         if (!SignatureChecker.isValidSignatureNowCalldata(patient, _hashTypedDataV4(structHash), signature)) {
             revert ConsentRegistryInvalidSignature();
+        }
+    }
+
+    function _classKey(uint32 hospital, uint16 roles, uint8 scopeKind, bytes32 scope) private pure returns (bytes32 key) {
+        assembly ("memory-safe") {
+            // keccak256(abi.encodePacked(hospital, roles, scopeKind, scope)) without the copy
+            let packed := or(shl(16, and(hospital, 0xffffffff)), and(roles, 0xffff))
+            mstore(0, or(shl(8, packed), and(scopeKind, 0xff)))
+            mstore(0x20, scope)
+            key := keccak256(0x19, 0x27)
         }
     }
 

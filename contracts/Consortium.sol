@@ -11,7 +11,8 @@ import {IConsortium} from "./interfaces/IConsortium.sol";
  * a member removed after voting no longer counts, even if re-admitted later. Proposals expire
  * after {PROPOSAL_TTL}. The last member cannot be removed. A Rotate proposal moves its
  * proposer's membership (its name) to a new address when it passes; votes the old
- * address cast on other proposals lapse with it.
+ * address cast on other proposals lapse with it. A Call proposal makes this contract call
+ * another one (consortium-wide settings). Member ids: see {IConsortium}.
  */
 contract Consortium is IConsortium {
     /// @notice Lifetime of a proposal.
@@ -23,7 +24,10 @@ contract Consortium is IConsortium {
         ProposalKind kind;
         bool executed;
         address proposer;
+        // Admit: the new member's name; Call: the description
         string name;
+        // Call: the calldata sent to `subject`
+        bytes callData;
         address[] voters;
         // voter => membership term (>= 1) in which it voted; 0 = never voted
         mapping(address => uint256) votedInTerm;
@@ -38,6 +42,10 @@ contract Consortium is IConsortium {
 
     mapping(uint256 => Proposal) private _proposals;
     uint256 private _proposalCount;
+
+    // member id => current (or last) address; ids start at 1
+    mapping(uint32 => address) private _idAddresses;
+    uint32 private _lastId;
 
     modifier onlyMember() {
         if (!_members[msg.sender].active) revert ConsortiumNotMember(msg.sender);
@@ -59,7 +67,7 @@ contract Consortium is IConsortium {
             if (founder == address(0) || _members[founder].active || bytes(names[i]).length == 0) {
                 revert ConsortiumInvalidFounders();
             }
-            _admit(founder, names[i]);
+            _admit(founder, names[i], 0);
         }
     }
 
@@ -77,6 +85,7 @@ contract Consortium is IConsortium {
      * rotation: {MemberRemoved}, {MemberAdmitted} and {MemberRotated}).
      */
     function propose(uint8 kind, address subject, string calldata name) external onlyMember returns (uint256 id) {
+        // a call proposal needs calldata: {proposeCall}
         if (kind > uint8(ProposalKind.Rotate) || subject == address(0)) revert ConsortiumInvalidProposal();
         ProposalKind pkind = ProposalKind(kind);
         _checkApplicable(pkind, subject, name, msg.sender);
@@ -89,6 +98,41 @@ contract Consortium is IConsortium {
         p.proposer = msg.sender;
         if (pkind == ProposalKind.Admit) p.name = name;
         emit ProposalCreated(id, kind, subject, msg.sender);
+
+        _castVote(id, p);
+        if (_hasMajority(p)) _execute(id, p);
+    }
+
+    /**
+     * @inheritdoc IConsortium
+     * @dev The call carries no value. The proposal is marked executed before the call, so the
+     * target cannot re-enter to execute it twice; a revert undoes that mark with everything else.
+     *
+     * Requirements:
+     * - the caller is a member ({ConsortiumNotMember});
+     * - `target` is a contract ({ConsortiumInvalidCallTarget});
+     * - if the proposer's vote is already a majority, the call succeeds (its revert data
+     *   bubbles up).
+     *
+     * Emits {ProposalCreated} (kind 3, subject `target`), {CallProposed} and {ProposalVoted};
+     * on a majority also {ProposalExecuted} (and whatever the target emits).
+     */
+    function proposeCall(address target, bytes calldata data, string calldata description)
+        external
+        onlyMember
+        returns (uint256 id)
+    {
+        if (target.code.length == 0) revert ConsortiumInvalidCallTarget(target);
+        id = ++_proposalCount;
+        Proposal storage p = _proposals[id];
+        p.subject = target;
+        p.createdAt = uint64(block.timestamp);
+        p.kind = ProposalKind.Call;
+        p.proposer = msg.sender;
+        p.name = description;
+        p.callData = data;
+        emit ProposalCreated(id, uint8(ProposalKind.Call), target, msg.sender);
+        emit CallProposed(id, target, data, description);
 
         _castVote(id, p);
         if (_hasMajority(p)) _execute(id, p);
@@ -137,6 +181,38 @@ contract Consortium is IConsortium {
      */
     function isMember(address account) external view returns (bool) {
         return _members[account].active;
+    }
+
+    /**
+     * @inheritdoc IConsortium
+     * @dev Requirements: none. Emits nothing.
+     */
+    function memberId(address account) external view returns (uint32) {
+        return _members[account].id;
+    }
+
+    /**
+     * @inheritdoc IConsortium
+     * @dev Requirements: none. Emits nothing.
+     */
+    function memberAddress(uint32 id) external view returns (address) {
+        return _idAddresses[id];
+    }
+
+    /**
+     * @inheritdoc IConsortium
+     * @dev Requirements: proposal `id` exists and is a call proposal
+     * ({ConsortiumUnknownProposal}, {ConsortiumNotCallProposal}). Emits nothing.
+     */
+    function proposalCall(uint256 id)
+        external
+        view
+        returns (address target, bytes memory data, string memory description)
+    {
+        if (id == 0 || id > _proposalCount) revert ConsortiumUnknownProposal(id);
+        Proposal storage p = _proposals[id];
+        if (p.kind != ProposalKind.Call) revert ConsortiumNotCallProposal(id);
+        return (p.subject, p.callData, p.name);
     }
 
     /**
@@ -254,7 +330,9 @@ contract Consortium is IConsortium {
         private
         view
     {
-        if (kind == ProposalKind.Admit) {
+        if (kind == ProposalKind.Call) {
+            return;
+        } else if (kind == ProposalKind.Admit) {
             if (_members[subject].active || bytes(name).length == 0) revert ConsortiumInvalidProposal();
         } else if (kind == ProposalKind.Rotate) {
             // The proposer must still hold the membership it moves.
@@ -270,27 +348,40 @@ contract Consortium is IConsortium {
         p.executed = true;
         emit ProposalExecuted(id);
         if (p.kind == ProposalKind.Admit) {
-            _admit(p.subject, p.name);
+            _admit(p.subject, p.name, 0);
         } else if (p.kind == ProposalKind.Remove) {
             _remove(p.subject);
-        } else {
+        } else if (p.kind == ProposalKind.Rotate) {
             _rotate(p.proposer, p.subject);
+        } else {
+            (bool ok, bytes memory ret) = p.subject.call(p.callData);
+            if (!ok) {
+                assembly ("memory-safe") {
+                    revert(add(ret, 0x20), mload(ret))
+                }
+            }
         }
     }
 
-    /// @dev Moves `from`'s membership to `to`, keeping the name and the member count.
+    /// @dev Moves `from`'s membership to `to`, keeping the name, the member id and the count.
     function _rotate(address from, address to) private {
-        string memory name = _members[from].name;
+        Member storage old = _members[from];
+        string memory name = old.name;
+        uint32 id = old.id;
         _remove(from);
-        _admit(to, name);
+        _admit(to, name, id);
         emit MemberRotated(from, to);
     }
 
-    function _admit(address account, string memory name) private {
+    /// @dev `id` 0: a new admission, which takes the next member id.
+    function _admit(address account, string memory name, uint32 id) private {
+        if (id == 0) id = ++_lastId;
+        _idAddresses[id] = account;
         Member storage m = _members[account];
         m.name = name;
         m.active = true;
         m.since = uint64(block.timestamp);
+        m.id = id;
         ++_terms[account];
         _memberList.push(account);
         _positions[account] = _memberList.length;

@@ -18,8 +18,9 @@ const CONTRACTS = [
   ["contracts/ConsentRegistry.sol", "ConsentRegistry"],
   ["contracts/AccessLog.sol", "AccessLog"],
   ["contracts/mocks/ERC1271WalletMock.sol", "ERC1271WalletMock"],
+  ["contracts/mocks/CallTargetMock.sol", "CallTargetMock"],
   // zero-knowledge access: PoseidonT3 is an external library linked into CredentialRegistry
-  ["poseidon-solidity/PoseidonT3.sol", "PoseidonT3"],
+  ["contracts/zk/PoseidonT3.sol", "PoseidonT3"],
   ["contracts/zk/CredentialRegistry.sol", "CredentialRegistry"],
   ["contracts/zk/ZkAccessGate.sol", "ZkAccessGate"],
   ["contracts/verifiers/ClinicianAccessVerifier.sol", "ClinicianAccessVerifier"],

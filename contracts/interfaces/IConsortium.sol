@@ -7,14 +7,22 @@ pragma solidity ^0.8.24;
  * majority of the current members (`votes * 2 > memberCount`). A proposal expires 7 days after
  * its creation. The last member cannot be removed. A member rotates its signing key by
  * proposing to move its membership (name included) to a new address (kind 2, Rotate), voted
- * like any other change.
+ * like any other change. A call proposal (kind 3, Call) makes the Consortium itself call a
+ * contract once a majority votes for it: how consortium-wide settings of other contracts
+ * (e.g. ZkAccessGate category policies, CredentialRegistry revocations) change.
+ *
+ * Member ids: every admission assigns the next `uint32` id (founders 1..n in order); a
+ * rotation moves the id to the new address; ids are never reused. `memberId` keeps answering
+ * for removed and rotated-away addresses (history); `memberAddress` gives the current (or
+ * last) address of an id.
  */
 interface IConsortium {
     /// @dev Proposal kinds, passed as `uint8` in the ABI.
     enum ProposalKind {
         Admit,
         Remove,
-        Rotate
+        Rotate,
+        Call
     }
 
     /// @dev A member hospital. `name` and `since` are kept after removal (`active == false`).
@@ -22,6 +30,7 @@ interface IConsortium {
         string name;
         bool active;
         uint64 since;
+        uint32 id;
     }
 
     /// @dev The caller is not a current member.
@@ -43,6 +52,10 @@ interface IConsortium {
     error ConsortiumNoMajority(uint256 id);
     /// @dev Removing the last member is not allowed.
     error ConsortiumLastMember();
+    /// @dev A call proposal names the zero address or a target without code.
+    error ConsortiumInvalidCallTarget(address target);
+    /// @dev The proposal is not a call proposal.
+    error ConsortiumNotCallProposal(uint256 id);
 
     /// @dev A member proposed to admit (`kind` 0) or remove (`kind` 1) `subject`, or to move
     /// its own membership to `subject` (`kind` 2).
@@ -53,6 +66,8 @@ interface IConsortium {
     event ProposalExecuted(uint256 indexed id);
     /// @dev `member` joined (founders included, emitted by the constructor).
     event MemberAdmitted(address indexed member, string name);
+    /// @dev Call proposal `id`: on a majority the Consortium calls `target` with `data`.
+    event CallProposed(uint256 indexed id, address indexed target, bytes data, string description);
     /// @dev `member` left the consortium.
     event MemberRemoved(address indexed member);
     /// @dev The membership of `from` moved to `to` (emitted after {MemberRemoved} of `from` and
@@ -69,6 +84,28 @@ interface IConsortium {
      * @return id The proposal id (ids start at 1).
      */
     function propose(uint8 kind, address subject, string calldata name) external returns (uint256 id);
+
+    /**
+     * @notice Proposes that the Consortium call `target` with `data` (no value); the proposer's
+     * vote is counted. On a strict majority the call is made; if it reverts, the revert bubbles
+     * up and the proposal stays open (it can be executed later, until it expires).
+     * @return id The proposal id (kind 3, subject = `target`).
+     */
+    function proposeCall(address target, bytes calldata data, string calldata description)
+        external
+        returns (uint256 id);
+
+    /// @notice Target, calldata and description of call proposal `id`.
+    function proposalCall(uint256 id)
+        external
+        view
+        returns (address target, bytes memory data, string memory description);
+
+    /// @notice The member id of `account` (0 if never a member; kept after removal/rotation).
+    function memberId(address account) external view returns (uint32);
+
+    /// @notice The current (or, once removed, last) address of member id `id` (0 if unknown).
+    function memberAddress(uint32 id) external view returns (address);
 
     /// @notice Votes for proposal `id`; executes it when a strict majority is reached.
     function vote(uint256 id) external;

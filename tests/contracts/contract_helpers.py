@@ -28,6 +28,7 @@ ALL_CONTRACTS = (
     "ConsentRegistry",
     "AccessLog",
     "ERC1271WalletMock",
+    "CallTargetMock",
 )
 
 # ---------------------------------------------------------------- Merkle tree (OZ layout)

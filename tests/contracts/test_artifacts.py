@@ -25,6 +25,7 @@ EXPORTED = (
     "ConsentRegistry",
     "AccessLog",
     "ERC1271WalletMock",
+    "CallTargetMock",
     "PoseidonT3",
     "CredentialRegistry",
     "ZkAccessGate",

@@ -475,3 +475,298 @@ def test_break_glass_zero_addresses(chain: Chain, patient: LocalAccount) -> None
             ),
             "ConsentRegistryInvalidBreakGlass",
         )
+
+
+# ---------------------------------------------------------------- reader-class consents
+
+# The EIP-712 types, written out here (independent of the node's typed_data module).
+_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_CLASS_TYPES = {
+    "GrantClass": [
+        {"name": "patient", "type": "address"},
+        {"name": "hospital", "type": "uint32"},
+        {"name": "roles", "type": "uint16"},
+        {"name": "scopeKind", "type": "uint8"},
+        {"name": "scope", "type": "bytes32"},
+        {"name": "expiresAt", "type": "uint64"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "RevokeClass": [
+        {"name": "patient", "type": "address"},
+        {"name": "hospital", "type": "uint32"},
+        {"name": "roles", "type": "uint16"},
+        {"name": "scopeKind", "type": "uint8"},
+        {"name": "scope", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}
+PHYSICIANS, NURSES = 1 << 0, 1 << 1
+ANY_HOSPITAL = 0
+
+
+def sign_class(key: bytes, primary: str, message: dict[str, Any], domain: dict[str, Any]) -> bytes:
+    payload = {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, primary: _CLASS_TYPES[primary]},
+        "primaryType": primary,
+        "domain": domain,
+        "message": message,
+    }
+    return bytes(Account.sign_typed_data(key, full_message=payload).signature)
+
+
+def class_msg(
+    chain: Chain,
+    patient: str,
+    hospital: int = ANY_HOSPITAL,
+    roles: int = PHYSICIANS,
+    kind: int = ALL,
+    *,
+    expires_in: int = 30 * DAY,
+    nonce: int | None = None,
+    deadline: int | None = None,
+) -> dict[str, Any]:
+    now = chain.now()
+    return {
+        "patient": patient,
+        "hospital": hospital,
+        "roles": roles,
+        "scopeKind": kind,
+        "scope": _scope(kind),
+        "expiresAt": now + expires_in,
+        "nonce": chain.consent.functions.nonces(patient).call() if nonce is None else nonce,
+        "deadline": now + HOUR if deadline is None else deadline,
+    }
+
+
+def class_revoke_msg(chain: Chain, grant: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    msg = {k: v for k, v in grant.items() if k != "expiresAt"}
+    msg["nonce"] = chain.consent.functions.nonces(grant["patient"]).call()
+    msg["deadline"] = chain.now() + HOUR
+    msg.update(overrides)
+    return msg
+
+
+_GRANT_CLASS_FIELDS = (
+    "patient",
+    "hospital",
+    "roles",
+    "scopeKind",
+    "scope",
+    "expiresAt",
+    "nonce",
+    "deadline",
+)
+_REVOKE_CLASS_FIELDS = ("patient", "hospital", "roles", "scopeKind", "scope", "nonce", "deadline")
+
+
+def relay_class_grant(chain: Chain, msg: dict[str, Any], sig: bytes) -> Any:
+    fn = chain.consent.functions.grantClassWithSig(tuple(msg[k] for k in _GRANT_CLASS_FIELDS), sig)
+    return chain.send(fn, chain.outsider)
+
+
+def relay_class_revoke(chain: Chain, msg: dict[str, Any], sig: bytes) -> Any:
+    fn = chain.consent.functions.revokeClassWithSig(
+        tuple(msg[k] for k in _REVOKE_CLASS_FIELDS), sig
+    )
+    return chain.send(fn, chain.outsider)
+
+
+def class_expiry(chain: Chain, msg: dict[str, Any], **kw: Any) -> int:
+    m = {**msg, **kw}
+    return chain.consent.functions.classConsentExpiry(
+        m["patient"], m["hospital"], m["roles"], m["scopeKind"], m["scope"]
+    ).call(**({"block_identifier": kw["block"]} if "block" in kw else {}))
+
+
+def test_class_typehashes(chain: Chain) -> None:
+    f = chain.consent.functions
+    assert f.GRANT_CLASS_TYPEHASH().call() == keccak(
+        text="GrantClass(address patient,uint32 hospital,uint16 roles,uint8 scopeKind,"
+        "bytes32 scope,uint64 expiresAt,uint256 nonce,uint256 deadline)"
+    )
+    assert f.REVOKE_CLASS_TYPEHASH().call() == keccak(
+        text="RevokeClass(address patient,uint32 hospital,uint16 roles,uint8 scopeKind,"
+        "bytes32 scope,uint256 nonce,uint256 deadline)"
+    )
+
+
+@pytest.mark.parametrize("kind", [RECORD, CATEGORY, ALL])
+def test_class_grant_each_scope(chain: Chain, patient: LocalAccount, kind: int) -> None:
+    msg = class_msg(chain, patient.address, hospital=2, roles=PHYSICIANS | NURSES, kind=kind)
+    receipt = relay_class_grant(
+        chain, msg, sign_class(patient.key, "GrantClass", msg, domain_of(chain.consent))
+    )
+    assert class_expiry(chain, msg) == msg["expiresAt"]
+    ev = chain.consent.events.ClassConsentGranted().process_receipt(receipt, errors=DISCARD)
+    assert dict(ev[0]["args"]) == {
+        "patient": patient.address,
+        "scope": _scope(kind),
+        "hospital": 2,
+        "roles": PHYSICIANS | NURSES,
+        "scopeKind": kind,
+        "expiresAt": msg["expiresAt"],
+    }
+    # the class is exactly (hospital, roles): neighbours are not covered
+    assert class_expiry(chain, msg, roles=PHYSICIANS) == 0
+    assert class_expiry(chain, msg, hospital=ANY_HOSPITAL) == 0
+    assert class_expiry(chain, msg, hospital=3) == 0
+    assert chain.consent.functions.nonces(patient.address).call() == 1
+
+
+def test_class_grant_only_by_the_patients_signature(
+    chain: Chain, patient: LocalAccount, patient2: LocalAccount, clinician: LocalAccount
+) -> None:
+    dom = domain_of(chain.consent)
+    msg = class_msg(chain, patient.address)
+    # the clinician (or anyone else) cannot sign the patient's class consent
+    for key in (clinician.key, patient2.key):
+        expect_revert(
+            lambda k=key: relay_class_grant(chain, msg, sign_class(k, "GrantClass", msg, dom)),
+            "ConsentRegistryInvalidSignature",
+        )
+    # an altered message (wider roles) does not match the signature
+    sig = sign_class(patient.key, "GrantClass", msg, dom)
+    expect_revert(
+        lambda: relay_class_grant(chain, dict(msg, roles=PHYSICIANS | NURSES), sig),
+        "ConsentRegistryInvalidSignature",
+    )
+    # an address-consent Grant signature cannot pass as a class consent
+    gmsg = grant_msg(chain, patient.address, clinician.address)
+    gsig = sign(patient.key, "Grant", gmsg, dom)
+    expect_revert(lambda: relay_class_grant(chain, msg, gsig), "ConsentRegistryInvalidSignature")
+    assert class_expiry(chain, msg) == 0
+    relay_class_grant(chain, msg, sig)
+    assert class_expiry(chain, msg) == msg["expiresAt"]
+
+
+def test_class_grant_replay_deadline_roles_scope_expiry(
+    chain: Chain, patient: LocalAccount
+) -> None:
+    dom = domain_of(chain.consent)
+    msg = class_msg(chain, patient.address)
+    sig = sign_class(patient.key, "GrantClass", msg, dom)
+    relay_class_grant(chain, msg, sig)
+    assert expect_revert(lambda: relay_class_grant(chain, msg, sig), "InvalidAccountNonce") == (
+        patient.address,
+        1,
+    )
+    # deadline passed
+    late = class_msg(chain, patient.address, deadline=chain.now())
+    late_sig = sign_class(patient.key, "GrantClass", late, dom)
+    chain.travel(10)
+    assert expect_revert(
+        lambda: relay_class_grant(chain, late, late_sig), "ConsentRegistryExpiredDeadline"
+    ) == (late["deadline"],)
+    # roles 0 is no class
+    empty = class_msg(chain, patient.address, roles=0)
+    expect_revert(
+        lambda: relay_class_grant(chain, empty, sign_class(patient.key, "GrantClass", empty, dom)),
+        "ConsentRegistryInvalidClass",
+    )
+    # a bad scope shape and a past expiry
+    bad = dict(class_msg(chain, patient.address, kind=RECORD), scope=ZERO32)
+    expect_revert(
+        lambda: relay_class_grant(chain, bad, sign_class(patient.key, "GrantClass", bad, dom)),
+        "ConsentRegistryInvalidScope",
+    )
+    past = class_msg(chain, patient.address, expires_in=0)
+    expect_revert(
+        lambda: relay_class_grant(chain, past, sign_class(patient.key, "GrantClass", past, dom)),
+        "ConsentRegistryInvalidExpiry",
+    )
+    assert chain.consent.functions.nonces(patient.address).call() == 1
+
+
+def test_class_and_address_consents_share_the_nonce(
+    chain: Chain, patient: LocalAccount, clinician: LocalAccount
+) -> None:
+    dom = domain_of(chain.consent)
+    gmsg = grant_msg(chain, patient.address, clinician.address)
+    cmsg = class_msg(chain, patient.address)
+    assert gmsg["nonce"] == cmsg["nonce"] == 0
+    gsig = sign(patient.key, "Grant", gmsg, dom)
+    csig = sign_class(patient.key, "GrantClass", cmsg, dom)
+    relay_class_grant(chain, cmsg, csig)
+    # the address grant signed for the same nonce is now stale
+    expect_revert(lambda: relay_grant(chain, gmsg, gsig), "InvalidAccountNonce")
+
+
+def test_class_revoke_ends_it_in_the_same_block(chain: Chain, patient: LocalAccount) -> None:
+    dom = domain_of(chain.consent)
+    msg = class_msg(chain, patient.address, hospital=1, roles=NURSES, kind=CATEGORY)
+    relay_class_grant(chain, msg, sign_class(patient.key, "GrantClass", msg, dom))
+    rmsg = class_revoke_msg(chain, msg)
+    # the revoke is the patient's too
+    expect_revert(
+        lambda: relay_class_revoke(
+            chain, rmsg, sign_class(keccak(text="someone"), "RevokeClass", rmsg, dom)
+        ),
+        "ConsentRegistryInvalidSignature",
+    )
+    empty = dict(rmsg, roles=0)
+    expect_revert(
+        lambda: relay_class_revoke(
+            chain, empty, sign_class(patient.key, "RevokeClass", empty, dom)
+        ),
+        "ConsentRegistryInvalidClass",
+    )
+    sig = sign_class(patient.key, "RevokeClass", rmsg, dom)
+    receipt = relay_class_revoke(chain, rmsg, sig)
+    block = receipt["blockNumber"]
+    assert class_expiry(chain, msg, block=block - 1) == msg["expiresAt"]
+    assert class_expiry(chain, msg, block=block) == 0
+    ev = chain.consent.events.ClassConsentRevoked().process_receipt(receipt, errors=DISCARD)
+    assert dict(ev[0]["args"]) == {
+        "patient": patient.address,
+        "scope": RADIOLOGY,
+        "hospital": 1,
+        "roles": NURSES,
+        "scopeKind": CATEGORY,
+    }
+    expect_revert(lambda: relay_class_revoke(chain, rmsg, sig), "InvalidAccountNonce")
+    # a revoke past its deadline is refused
+    late = class_revoke_msg(chain, msg, deadline=chain.now())
+    late_sig = sign_class(patient.key, "RevokeClass", late, dom)
+    chain.travel(10)
+    expect_revert(
+        lambda: relay_class_revoke(chain, late, late_sig), "ConsentRegistryExpiredDeadline"
+    )
+
+
+def test_class_consent_expires(chain: Chain, patient: LocalAccount) -> None:
+    dom = domain_of(chain.consent)
+    msg = class_msg(chain, patient.address, expires_in=HOUR)
+    relay_class_grant(chain, msg, sign_class(patient.key, "GrantClass", msg, dom))
+    # the stored expiry stays; "live" means block.timestamp < expiresAt (what the gate checks)
+    assert class_expiry(chain, msg) == msg["expiresAt"] > chain.now()
+    chain.travel_to(msg["expiresAt"])
+    assert class_expiry(chain, msg) == chain.now()
+
+
+def test_class_consent_by_erc1271_wallet(chain: Chain) -> None:
+    owner = Account.from_key(chain.tester.backend.account_keys[8])
+    stranger = Account.from_key(chain.tester.backend.account_keys[9])
+    wallet = chain.deploy("ERC1271WalletMock", owner.address)
+    dom = domain_of(chain.consent)
+    msg = class_msg(chain, wallet.address, roles=NURSES)
+    expect_revert(
+        lambda: relay_class_grant(chain, msg, sign_class(stranger.key, "GrantClass", msg, dom)),
+        "ConsentRegistryInvalidSignature",
+    )
+    relay_class_grant(chain, msg, sign_class(owner.key, "GrantClass", msg, dom))
+    assert class_expiry(chain, msg) == msg["expiresAt"]
+    chain.send(wallet.functions.transferOwnership(stranger.address), owner.address)
+    rmsg = class_revoke_msg(chain, msg)
+    expect_revert(
+        lambda: relay_class_revoke(chain, rmsg, sign_class(owner.key, "RevokeClass", rmsg, dom)),
+        "ConsentRegistryInvalidSignature",
+    )
+    relay_class_revoke(chain, rmsg, sign_class(stranger.key, "RevokeClass", rmsg, dom))
+    assert class_expiry(chain, msg) == 0

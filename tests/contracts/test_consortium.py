@@ -340,3 +340,162 @@ def test_single_member_rotates_alone(chain: Chain) -> None:
     chain.send(c.propose(ROTATE, chain.accounts[4], ""), chain.outsider)
     assert c.members().call() == [chain.accounts[4]]
     assert c.memberName(chain.accounts[4]).call() == "Solo"
+
+
+# ---------------------------------------------------------------- member ids
+
+CALL = 3
+
+
+def test_member_ids_follow_admission_rotation_and_removal(chain: Chain) -> None:
+    c = chain.consortium.functions
+    zero = "0x0000000000000000000000000000000000000000"
+    # founders 1..n in order
+    assert [c.memberId(x).call() for x in (chain.a, chain.b, chain.c)] == [1, 2, 3]
+    assert [c.memberAddress(i).call() for i in (1, 2, 3)] == [chain.a, chain.b, chain.c]
+    assert c.memberId(chain.outsider).call() == 0 and c.memberAddress(4).call() == zero
+    assert c.memberAddress(0).call() == zero
+    # an admission takes the next id
+    d = chain.accounts[4]
+    _admit(chain, d, "Delta", [chain.a, chain.b])
+    assert c.memberId(d).call() == 4 and c.memberAddress(4).call() == d
+    # a rotation moves the id; the old address keeps answering it for history
+    new_a = chain.accounts[5]
+    pid, _ = _propose(chain, ROTATE, new_a, "", chain.a)
+    chain.send(c.vote(pid), chain.b)
+    chain.send(c.vote(pid), chain.c)
+    assert c.memberId(new_a).call() == 1 and c.memberAddress(1).call() == new_a
+    assert c.memberId(chain.a).call() == 1 and not c.isMember(chain.a).call()
+    # a removal keeps the id and its last address
+    rid, _ = _propose(chain, REMOVE, chain.b, "", new_a)
+    chain.send(c.vote(rid), chain.c)
+    chain.send(c.vote(rid), d)
+    assert not c.isMember(chain.b).call()
+    assert c.memberId(chain.b).call() == 2 and c.memberAddress(2).call() == chain.b
+    # ids are never reused: a re-admission takes a new id, the old one stays with its history
+    _admit(chain, chain.b, "Beta again", [new_a, chain.c])
+    assert c.memberId(chain.b).call() == 5 and c.memberAddress(5).call() == chain.b
+    assert c.memberAddress(2).call() == chain.b
+    e = chain.accounts[6]
+    _admit(chain, e, "Epsilon", [new_a, chain.c, d])
+    assert c.memberId(e).call() == 6
+
+
+# ---------------------------------------------------------------- call proposals
+
+
+def _target(chain: Chain):
+    return chain.deploy("CallTargetMock")
+
+
+def _propose_call(chain: Chain, target: str, data: bytes, sender: str) -> tuple[int, dict]:
+    receipt = chain.send(
+        chain.consortium.functions.proposeCall(target, data, "set the value"), sender
+    )
+    created = chain.consortium.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+    assert len(created) == 1
+    return int(created[0]["args"]["id"]), receipt
+
+
+def test_call_proposal_executes_only_with_a_majority(chain: Chain) -> None:
+    c = chain.consortium.functions
+    target = _target(chain)
+    data = bytes.fromhex(target.encode_abi("setValue", args=[42])[2:])
+    pid, receipt = _propose_call(chain, target.address, data, chain.a)
+    ev = chain.consortium.events
+    created = ev.ProposalCreated().process_receipt(receipt, errors=DISCARD)[0]["args"]
+    assert (created["kind"], created["subject"], created["proposer"]) == (
+        CALL,
+        target.address,
+        chain.a,
+    )
+    proposed = ev.CallProposed().process_receipt(receipt, errors=DISCARD)[0]["args"]
+    assert (proposed["id"], proposed["target"], proposed["data"], proposed["description"]) == (
+        pid,
+        target.address,
+        data,
+        "set the value",
+    )
+    assert c.proposalCall(pid).call() == [target.address, data, "set the value"]
+    # 1 of 3: not executed, the target untouched
+    assert target.functions.calls().call() == 0
+    assert c.proposal(pid).call()[6] is False
+    # a non-majority execute is refused
+    expect_revert(lambda: c.execute(pid).transact({"from": chain.b}), "ConsortiumNoMajority")
+    receipt = chain.send(c.vote(pid), chain.b)
+    assert ev.ProposalExecuted().process_receipt(receipt, errors=DISCARD)[0]["args"]["id"] == pid
+    assert target.functions.value().call() == 42
+    assert target.functions.caller().call() == chain.deployment.consortium
+    assert target.functions.calls().call() == 1
+    # executed once: no second run
+    expect_revert(lambda: c.vote(pid).transact({"from": chain.c}), "ConsortiumProposalExecuted")
+    expect_revert(lambda: c.execute(pid).transact({"from": chain.c}), "ConsortiumProposalExecuted")
+    assert target.functions.calls().call() == 1
+
+
+def test_reverting_call_leaves_the_proposal_open(chain: Chain) -> None:
+    c = chain.consortium.functions
+    target = _target(chain)
+    chain.send(target.functions.setFailing(True), chain.outsider)
+    data = bytes.fromhex(target.encode_abi("setValue", args=[7])[2:])
+    pid, _ = _propose_call(chain, target.address, data, chain.a)
+    # the majority vote runs the call, which reverts: the revert bubbles up, nothing changes
+    args = expect_revert(lambda: c.vote(pid).transact({"from": chain.b}), "CallTargetMockFailed")
+    assert args == (7,)
+    assert c.proposal(pid).call()[6] is False
+    assert not c.hasVoted(pid, chain.b).call()
+    assert target.functions.calls().call() == 0
+    # once the target accepts, the proposal can still pass
+    chain.send(target.functions.setFailing(False), chain.outsider)
+    chain.send(c.vote(pid), chain.b)
+    assert c.proposal(pid).call()[6] is True
+    assert target.functions.value().call() == 7
+
+
+def test_call_proposal_rules(chain: Chain) -> None:
+    c = chain.consortium.functions
+    target = _target(chain)
+    data = bytes.fromhex(target.encode_abi("setValue", args=[1])[2:])
+    # non-members cannot propose a call, nor vote for one
+    assert expect_revert(
+        lambda: c.proposeCall(target.address, data, "x").transact({"from": chain.outsider}),
+        "ConsortiumNotMember",
+    ) == (chain.outsider,)
+    pid, _ = _propose_call(chain, target.address, data, chain.a)
+    expect_revert(lambda: c.vote(pid).transact({"from": chain.outsider}), "ConsortiumNotMember")
+    assert target.functions.calls().call() == 0
+    # the target must be a contract
+    for bad in ("0x0000000000000000000000000000000000000000", chain.outsider):
+        assert expect_revert(
+            lambda b=bad: c.proposeCall(b, data, "x").transact({"from": chain.a}),
+            "ConsortiumInvalidCallTarget",
+        ) == (bad,)
+    # kind 3 cannot come through propose (it has no calldata)
+    expect_revert(
+        lambda: c.propose(CALL, target.address, "").transact({"from": chain.a}),
+        "ConsortiumInvalidProposal",
+    )
+    # proposalCall only for call proposals
+    aid, _ = _propose(chain, ADMIT, chain.accounts[4], "Delta", chain.a)
+    expect_revert(lambda: c.proposalCall(aid).call(), "ConsortiumNotCallProposal")
+    expect_revert(lambda: c.proposalCall(99).call(), "ConsortiumUnknownProposal")
+
+
+def test_call_proposal_expires(chain: Chain) -> None:
+    c = chain.consortium.functions
+    target = _target(chain)
+    data = bytes.fromhex(target.encode_abi("setValue", args=[3])[2:])
+    pid, _ = _propose_call(chain, target.address, data, chain.a)
+    chain.travel(WEEK + 1)
+    expect_revert(lambda: c.vote(pid).transact({"from": chain.b}), "ConsortiumProposalExpired")
+    assert target.functions.calls().call() == 0
+
+
+def test_single_member_call_executes_at_once(chain: Chain) -> None:
+    dep = deploy_contracts(chain.w3, [(chain.outsider, "Solo")])
+    solo = chain.contract("Consortium", dep.consortium)
+    target = _target(chain)
+    data = bytes.fromhex(target.encode_abi("setValue", args=[9])[2:])
+    chain.send(solo.functions.proposeCall(target.address, data, "solo"), chain.outsider)
+    assert target.functions.value().call() == 9
+    assert target.functions.caller().call() == dep.consortium

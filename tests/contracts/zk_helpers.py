@@ -1,5 +1,6 @@
-"""Helpers for the ZK contract tests: deploying the ZK contracts on the session chain,
-decoding their custom errors, a tiny 4-input test circuit and ClinicianAccess credentials.
+"""Helpers for the ZK contract tests (v2): deploying the ZK contracts on the session chain,
+decoding their custom errors, a tiny 4-input test circuit, issuing credentials with a
+LeanIMT mirror, reader-class consents and ClinicianAccess proofs.
 
 Pairing checks in py-evm cost ~0.6 s each: tests send explicit gas (no estimation, which
 would re-run the verifier) and keep proof-verifying calls few.
@@ -9,29 +10,48 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import groth16py
 import pytest
-from contract_helpers import ERRORS, Chain, revert_data
+from contract_helpers import ERRORS, Chain, domain_of, revert_data
 from eth_abi import decode
+from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from node.chain.artifacts import load_artifact
 from node.chain.zk_deploy import ZkDeployment, deploy_zk_contracts
-from zk.field import hash_to_field
-from zk.merkle import CredentialTree
-from zk.poseidon import poseidon
+from zk.credentials import (
+    Identity,
+    IssuedCredential,
+    clinician_access_inputs,
+)
+from zk.merkle import LeanIMT
 
-ZK_CONTRACTS = ("CredentialRegistry", "ZkAccessGate", "ClinicianAccessVerifier")
+ZK_CONTRACTS = ("CredentialRegistry", "ZkAccessGate", "ClinicianAccessVerifier", "PoseidonT3")
 TX_GAS = 5_000_000
-ROLES_NURSE = 1 << 1  # role index 1 (nurse)
-ROLES_PHYSICIAN = 1 << 0
+PHYSICIAN, NURSE = 0, 1
+ROLES_PHYSICIAN = 1 << PHYSICIAN
+ROLES_NURSE = 1 << NURSE
+ANY_HOSPITAL = 0
+SCOPE_RECORD, SCOPE_CATEGORY, SCOPE_ALL = 0, 1, 2
+ZERO32 = b"\x00" * 32
+LICENCE = 4_100_000_000  # a licence expiry far in the future (uint40)
 
-# A 4-public-input circuit (the AgeAtLeastVerifier shape): quick to set up and prove.
+# zk-kit's file-level errors (InternalLeanIMT), which have no contract prefix
+_LEAN_IMT_ERRORS = (
+    "WrongSiblingNodes()",
+    "LeafGreaterThanSnarkScalarField()",
+    "LeafCannotBeZero()",
+    "LeafAlreadyExists()",
+    "LeafDoesNotExist()",
+)
+
+# A 4-public-input circuit (the verifier shape): quick to set up and prove.
 TOY_CIRCUIT = """pragma circom 2.0.0;
 template Toy() {
   signal input a; signal input b; signal input c; signal input d;
@@ -53,6 +73,8 @@ def _zk_errors() -> dict[bytes, tuple[str, list[str]]]:
                 types = [i["type"] for i in item["inputs"]]
                 sig = f"{item['name']}({','.join(types)})"
                 table[function_signature_to_4byte_selector(sig)] = (item["name"], types)
+    for sig in _LEAN_IMT_ERRORS:
+        table[function_signature_to_4byte_selector(sig)] = (sig.split("(")[0], [])
     return table
 
 
@@ -121,62 +143,11 @@ def clinician_prover() -> Any:
     return Groth16Prover(keys)
 
 
-@dataclass(frozen=True)
-class Credential:
-    secret: int
-    hospital: str
-    role: int
-    licence_expiry: int
+def identity(label: str) -> Identity:
+    """A deterministic clinician identity."""
+    from zk.field import R
 
-    @property
-    def commitment(self) -> int:
-        return poseidon([self.secret, int(self.hospital, 16), self.role, self.licence_expiry])
-
-
-def credential(label: str, hospital: str, role: int, expiry: int = 4_100_000_000) -> Credential:
-    secret = int.from_bytes(keccak(text=label), "big") % (2**250) + 1
-    return Credential(secret, hospital, role, expiry)
-
-
-def access_inputs(
-    cred: Credential,
-    tree: CredentialTree,
-    *,
-    record_id: bytes,
-    signal: bytes,
-    allowed_roles: int,
-    current_time: int,
-) -> dict[str, Any]:
-    path = tree.path(tree.index_of(cred.commitment))
-    ext = hash_to_field(record_id + signal)
-    return {
-        "root": tree.root,
-        "allowedRoles": allowed_roles,
-        "currentTime": current_time,
-        "externalNullifier": ext,
-        "nullifierHash": poseidon([ext, cred.secret]),
-        "signalHash": hash_to_field(signal),
-        "secret": cred.secret,
-        "hospitalId": int(cred.hospital, 16),
-        "role": cred.role,
-        "licenceExpiry": cred.licence_expiry,
-        "pathElements": list(path.siblings),
-        "pathIndices": list(path.indices),
-    }
-
-
-def request_tuple(
-    inputs: dict[str, Any], record_id: bytes, category: bytes, signal: bytes
-) -> tuple[Any, ...]:
-    """IZkAccessGate.AccessRequest for a proof made with ``inputs``."""
-    return (
-        record_id,
-        category,
-        inputs["root"],
-        inputs["currentTime"],
-        signal,
-        inputs["nullifierHash"],
-    )
+    return Identity(int.from_bytes(keccak(text=label), "big") % (R - 1) + 1)
 
 
 # ---------------------------------------------------------------- deployment
@@ -188,13 +159,273 @@ class Zk:
     registry: Contract
     gate: Contract
     verifier: Contract
+    tree: LeanIMT = field(default_factory=LeanIMT)
 
 
-def deploy_zk(chain: Chain, vk_json: str, **kwargs: Any) -> Zk:
-    dep = deploy_zk_contracts(chain.w3, chain.deployment.consortium, vk_json, **kwargs)
+def deploy_zk(chain: Chain, vk_json: str | None = None, **kwargs: Any) -> Zk:
+    vk = clinician_prover().keys.verification_key_json if vk_json is None else vk_json
+    dep = deploy_zk_contracts(
+        chain.w3, chain.deployment.consortium, chain.deployment.consent_registry, vk, **kwargs
+    )
     return Zk(
         deployment=dep,
         registry=chain.contract("CredentialRegistry", dep.credential_registry),
         gate=chain.contract("ZkAccessGate", dep.zk_access_gate),
         verifier=chain.contract("ClinicianAccessVerifier", dep.clinician_verifier),
     )
+
+
+def issue(
+    chain: Chain, zk: Zk, who: Identity, issuer: str, role: int, expiry: int = LICENCE
+) -> IssuedCredential:
+    """Issue one credential from member ``issuer``; mirror it in ``zk.tree``; check roots."""
+    hospital_id = chain.consortium.functions.memberId(issuer).call()
+    fn = zk.registry.functions.issueCredential(who.commitment, role, expiry)
+    fn.call({"from": issuer})  # surfaces a revert with its data
+    send(chain, fn, issuer)
+    issued = IssuedCredential(who, hospital_id, role, expiry)
+    zk.tree.insert(issued.leaf)
+    assert zk.registry.functions.root().call() == zk.tree.root
+    return issued
+
+
+def revoke(chain: Chain, zk: Zk, issued: IssuedCredential, sender: str) -> Any:
+    """Revoke ``issued`` from ``sender`` with its current Merkle proof; mirror it."""
+    index = zk.tree.index_of(issued.leaf)
+    proof = zk.tree.generate_proof(index)
+    fn = zk.registry.functions.revokeCredential(
+        issued.identity.commitment,
+        issued.hospital_id,
+        issued.role,
+        issued.licence_expiry,
+        list(proof.siblings),
+    )
+    fn.call({"from": sender})  # surfaces a revert with its data
+    receipt = send(chain, fn, sender)
+    zk.tree.remove(index)
+    assert zk.registry.functions.root().call() == zk.tree.root
+    return receipt
+
+
+def revoke_call_data(zk: Zk, issued: IssuedCredential) -> bytes:
+    """Calldata of revokeCredential(issued) with its current Merkle proof (for a vote)."""
+    proof = zk.tree.generate_proof(zk.tree.index_of(issued.leaf))
+    data = zk.registry.encode_abi(
+        "revokeCredential",
+        args=[
+            issued.identity.commitment,
+            issued.hospital_id,
+            issued.role,
+            issued.licence_expiry,
+            list(proof.siblings),
+        ],
+    )
+    return bytes.fromhex(data[2:])
+
+
+def pass_call(chain: Chain, target: str, data: bytes, voters: list[str]) -> Any:
+    """A Consortium call proposal by ``voters[0]`` voted by the others; the last receipt."""
+    c = chain.consortium
+    receipt = chain.send(c.functions.proposeCall(target, data, "test"), voters[0])
+    (created,) = c.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+    for voter in voters[1:]:
+        receipt = send(chain, c.functions.vote(created["args"]["id"]), voter)
+    return receipt
+
+
+def set_policy(chain: Chain, zk: Zk, category: bytes, roles: int) -> None:
+    """Set a category policy through a Consortium vote (a + b of the three founders)."""
+    data = bytes.fromhex(zk.gate.encode_abi("setCategoryPolicy", args=[category, roles])[2:])
+    pass_call(chain, zk.gate.address, data, [chain.a, chain.b])
+    assert zk.gate.functions.categoryPolicy(category).call() == roles
+
+
+# ---------------------------------------------------------------- reader-class consents
+
+_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_CLASS_FIELDS = [
+    {"name": "patient", "type": "address"},
+    {"name": "hospital", "type": "uint32"},
+    {"name": "roles", "type": "uint16"},
+    {"name": "scopeKind", "type": "uint8"},
+    {"name": "scope", "type": "bytes32"},
+]
+_GRANT_CLASS = [
+    *_CLASS_FIELDS,
+    {"name": "expiresAt", "type": "uint64"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+_REVOKE_CLASS = [
+    *_CLASS_FIELDS,
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+
+def _class_message(
+    chain: Chain, patient: str, hospital: int, roles: int, kind: int, scope: bytes
+) -> dict[str, Any]:
+    now = chain.now()
+    return {
+        "patient": patient,
+        "hospital": hospital,
+        "roles": roles,
+        "scopeKind": kind,
+        "scope": scope,
+        "nonce": chain.consent.functions.nonces(patient).call(),
+        "deadline": now + 3600,
+    }
+
+
+def _sign(
+    key: bytes, primary: str, types: list[dict[str, str]], msg: dict[str, Any], chain: Chain
+) -> bytes:
+    payload = {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, primary: types},
+        "primaryType": primary,
+        "domain": domain_of(chain.consent),
+        "message": msg,
+    }
+    return bytes(Account.sign_typed_data(key, full_message=payload).signature)
+
+
+def grant_class(
+    chain: Chain,
+    patient_key: bytes,
+    hospital: int,
+    roles: int,
+    kind: int = SCOPE_ALL,
+    scope: bytes = ZERO32,
+    expires_in: int = 30 * 86400,
+) -> None:
+    """The patient signs a GrantClass; an outsider relays it."""
+    patient = Account.from_key(patient_key).address
+    msg = _class_message(chain, patient, hospital, roles, kind, scope)
+    msg["expiresAt"] = chain.now() + expires_in
+    sig = _sign(patient_key, "GrantClass", _GRANT_CLASS, msg, chain)
+    fields = [f["name"] for f in _GRANT_CLASS]
+    fn = chain.consent.functions.grantClassWithSig(tuple(msg[f] for f in fields), sig)
+    chain.send(fn, chain.outsider)
+
+
+def revoke_class(
+    chain: Chain,
+    patient_key: bytes,
+    hospital: int,
+    roles: int,
+    kind: int = SCOPE_ALL,
+    scope: bytes = ZERO32,
+) -> Any:
+    patient = Account.from_key(patient_key).address
+    msg = _class_message(chain, patient, hospital, roles, kind, scope)
+    sig = _sign(patient_key, "RevokeClass", _REVOKE_CLASS, msg, chain)
+    fields = [f["name"] for f in _REVOKE_CLASS]
+    fn = chain.consent.functions.revokeClassWithSig(tuple(msg[f] for f in fields), sig)
+    return chain.send(fn, chain.outsider)
+
+
+# ---------------------------------------------------------------- access requests
+
+
+@dataclass
+class Signed:
+    """A proof with the AccessRequest that carries it and the circuit inputs."""
+
+    request: tuple[Any, ...]
+    proof: list[int]
+    inputs: dict[str, Any]
+
+    def with_(self, **changes: Any) -> tuple[Any, ...]:
+        """The request with named fields replaced (AccessRequest field names)."""
+        out = list(self.request)
+        for name, value in changes.items():
+            out[REQUEST_FIELDS.index(name)] = value
+        return tuple(out)
+
+    @property
+    def record_id(self) -> bytes:
+        return self.request[0]
+
+    @property
+    def signal(self) -> bytes:
+        return self.request[8]
+
+
+REQUEST_FIELDS = (
+    "recordId",
+    "patient",
+    "category",
+    "scopeKind",
+    "classHospital",
+    "classRoles",
+    "root",
+    "currentTime",
+    "signal",
+    "epochNullifier",
+)
+
+
+def make_request(
+    chain: Chain,
+    zk: Zk,
+    issued: IssuedCredential,
+    *,
+    label: str,
+    patient: str,
+    category: bytes,
+    class_roles: int,
+    class_hospital: int = ANY_HOSPITAL,
+    scope_kind: int = SCOPE_ALL,
+    current_time: int | None = None,
+    mask: int | None = None,
+    gate: str | None = None,
+    chain_id: int | None = None,
+    record_id: bytes | None = None,
+    prove: bool = True,
+) -> Signed:
+    """A ClinicianAccess proof for ``issued`` (its path built from the public tree) and the
+    AccessRequest for it. ``mask`` defaults to ``class_roles & categoryPolicy(category)``;
+    ``gate`` / ``chain_id`` default to the deployed gate and the chain's id."""
+    record_id = keccak(text=f"record-{label}") if record_id is None else record_id
+    signal = keccak(text=f"x25519-{label}")
+    now = chain.now() if current_time is None else current_time
+    if mask is None:
+        mask = class_roles & zk.gate.functions.categoryPolicy(category).call()
+    tree = zk.tree
+    inputs = clinician_access_inputs(
+        issued.identity,
+        issued,
+        tree.generate_proof(tree.index_of(issued.leaf)),
+        tree.root,
+        now,
+        mask,
+        class_hospital,
+        signal,
+        chain.w3.eth.chain_id if chain_id is None else chain_id,
+        zk.gate.address if gate is None else gate,
+        record_id,
+        patient,
+        category,
+        zk.gate.functions.epochLength().call(),
+        check=False,
+    )
+    request = (
+        record_id,
+        patient,
+        category,
+        scope_kind,
+        class_hospital,
+        class_roles,
+        inputs["root"],
+        now,
+        signal,
+        inputs["epochNullifier"],
+    )
+    proof = list(clinician_prover().prove(inputs).words) if prove else [0] * 8
+    return Signed(request, proof, inputs)

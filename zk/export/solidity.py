@@ -34,7 +34,7 @@ CONTRACTS_DIR = ROOT / "contracts"
 
 #: Verifier contracts the repository ships: (contract name prefix, circuit, public inputs).
 REGISTERED: tuple[tuple[str, str, int], ...] = (
-    ("ClinicianAccess", "clinician_access", 6),
+    ("ClinicianAccess", "clinician_access", 4),
     ("AgeAtLeast", "age_at_least", 4),
 )
 
