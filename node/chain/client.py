@@ -24,6 +24,7 @@ from hsm.abc import SignerAPI
 from hsm.account import SignerAccount
 from node.chain.abc import ChainClientAPI
 from node.chain.artifacts import load_artifact
+from node.chain.class_consents import ClassConsent, ClassConsentGrant, ClassConsentRevoke
 from node.chain.deploy import Deployment
 from node.chain.exceptions import ChainError, ChainUnavailable, ContractReverted
 from node.chain.models import (
@@ -35,6 +36,7 @@ from node.chain.models import (
     ConsentRevoke,
     TxResult,
 )
+from node.chain.proposals import CALL, Proposal
 from node.chain.reverts import as_reverted
 from node.consent.typed_data import AccessBasis, ScopeKind
 
@@ -255,30 +257,64 @@ class Web3ChainClient(ChainClientAPI):
         return int(self._read(self._c["ConsentRegistry"].functions.nonces(patient).call))
 
     def grant_with_sig(self, grant: ConsentGrant, signature: bytes) -> TxResult:
-        m = grant.message()
-        fn = self._c["ConsentRegistry"].functions.grantWithSig(
-            (
-                m["patient"],
-                m["grantee"],
-                m["scopeKind"],
-                m["scope"],
-                m["expiresAt"],
-                m["nonce"],
-                m["deadline"],
-            ),
-            signature,
+        return self._relay_signed("grantWithSig", grant.message(), signature)
+
+    def revoke_with_sig(self, revoke: ConsentRevoke, signature: bytes) -> TxResult:
+        return self._relay_signed("revokeWithSig", revoke.message(), signature)
+
+    def grant_class_with_sig(self, grant: ClassConsentGrant, signature: bytes) -> TxResult:
+        return self._relay_signed("grantClassWithSig", grant.message(), signature)
+
+    def revoke_class_with_sig(self, revoke: ClassConsentRevoke, signature: bytes) -> TxResult:
+        return self._relay_signed("revokeClassWithSig", revoke.message(), signature)
+
+    def _relay_signed(self, function: str, message: dict[str, Any], signature: bytes) -> TxResult:
+        """Send a patient-signed ConsentRegistry call: ``message`` lists the EIP-712 struct's
+        fields in declaration order, which is also the Solidity struct's tuple order."""
+        fn = getattr(self._c["ConsentRegistry"].functions, function)(
+            tuple(message.values()), signature
         )
         tx_hash, receipt = self._send(fn)
         return TxResult(tx_hash, int(receipt["blockNumber"]))
 
-    def revoke_with_sig(self, revoke: ConsentRevoke, signature: bytes) -> TxResult:
-        m = revoke.message()
-        fn = self._c["ConsentRegistry"].functions.revokeWithSig(
-            (m["patient"], m["grantee"], m["scopeKind"], m["scope"], m["nonce"], m["deadline"]),
-            signature,
+    def class_consent_expiry(
+        self, patient: str, hospital: int, roles: int, scope_kind: int, scope: bytes
+    ) -> int:
+        fn = self._c["ConsentRegistry"].functions.classConsentExpiry(
+            to_checksum_address(patient), hospital, roles, int(scope_kind), scope
         )
-        tx_hash, receipt = self._send(fn)
-        return TxResult(tx_hash, int(receipt["blockNumber"]))
+        return int(self._read(fn.call))
+
+    def class_consents(self, patient: str) -> list[ClassConsent]:
+        params: dict[str, Any] = {
+            "fromBlock": self._deployment.block_number,
+            "toBlock": "latest",
+            "address": self._deployment.consent_registry,
+            "topics": [
+                self._topic0(["ClassConsentGranted"]),
+                "0x" + "00" * 12 + to_checksum_address(patient)[2:].lower(),
+            ],
+        }
+        logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+        abi = next(a for _c, a in self._events.values() if a["name"] == "ClassConsentGranted")
+        keys: dict[tuple[int, int, int, bytes], None] = {}
+        for entry in sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"]))):
+            args = get_event_data(self._w3.codec, abi, entry)["args"]  # type: ignore[arg-type]
+            keys[
+                (
+                    int(args["hospital"]),
+                    int(args["roles"]),
+                    int(args["scopeKind"]),
+                    bytes(args["scope"]),
+                )
+            ] = None
+        now = int(self._read(lambda: self._w3.eth.get_block("latest"))["timestamp"])
+        live = []
+        for hospital, roles, kind, scope in keys:
+            expires = self.class_consent_expiry(patient, hospital, roles, kind, scope)
+            if expires > now:
+                live.append(ClassConsent(hospital, roles, kind, scope, expires))
+        return live
 
     def open_break_glass(
         self,
@@ -432,6 +468,73 @@ class Web3ChainClient(ChainClientAPI):
         created = consortium.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
         executed = consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
         return int(created[0]["args"]["id"]), bool(executed)
+
+    def member_id(self, address: str) -> int:
+        fn = self._c["Consortium"].functions.memberId(to_checksum_address(address))
+        return int(self._read(fn.call))
+
+    def member_address(self, member_id: int) -> str | None:
+        if not 0 < member_id < 2**32:
+            return None
+        address = self._read(self._c["Consortium"].functions.memberAddress(member_id).call)
+        if int(address, 16) == 0:
+            return None
+        return to_checksum_address(address)
+
+    def propose_call(self, target: str, data: bytes, description: str) -> tuple[int, bool]:
+        consortium = self._c["Consortium"]
+        fn = consortium.functions.proposeCall(to_checksum_address(target), data, description)
+        _tx, receipt = self._send(fn)
+        created = consortium.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+        executed = consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+        return int(created[0]["args"]["id"]), bool(executed)
+
+    def vote(self, proposal_id: int) -> bool:
+        consortium = self._c["Consortium"]
+        _tx, receipt = self._send(consortium.functions.vote(proposal_id))
+        executed = consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+        return bool(executed)
+
+    def proposal(self, proposal_id: int) -> Proposal | None:
+        f = self._c["Consortium"].functions
+        if not 0 < proposal_id <= int(self._read(f.proposalCount().call)):
+            return None
+        kind, subject, proposer, created, expires, votes, executed = self._read(
+            f.proposal(proposal_id).call
+        )
+        target = data = description = None
+        if int(kind) == CALL:
+            target, raw, description = self._read(f.proposalCall(proposal_id).call)
+            target, data = to_checksum_address(target), bytes(raw)
+        return Proposal(
+            proposal_id=proposal_id,
+            kind=int(kind),
+            subject=to_checksum_address(subject),
+            proposer=to_checksum_address(proposer),
+            created_at=int(created),
+            expires_at=int(expires),
+            votes=int(votes),
+            executed=bool(executed),
+            member_count=int(self._read(f.memberCount().call)),
+            target=target,
+            data=data,
+            description=description,
+        )
+
+    def call_proposals(self, target: str) -> list[Proposal]:
+        params: dict[str, Any] = {
+            "fromBlock": self._deployment.block_number,
+            "toBlock": "latest",
+            "address": self._deployment.consortium,
+            "topics": [
+                self._topic0(["CallProposed"]),
+                None,
+                "0x" + "00" * 12 + to_checksum_address(target)[2:].lower(),
+            ],
+        }
+        logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+        ids = sorted({int.from_bytes(bytes(e["topics"][1]), "big") for e in logs})
+        return [p for i in ids if (p := self.proposal(i)) is not None]
 
     def switch_signer(self, signer: SignerAPI, *, move_funds: bool = True) -> None:
         account = SignerAccount(signer)

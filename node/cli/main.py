@@ -467,6 +467,101 @@ def consent_revoke(
     _consent("revoke", grantee, record, category, 0, url, key_env)
 
 
+def _class_consent(
+    kind: str,
+    roles: str,
+    hospital: int,
+    record: str | None,
+    category: str | None,
+    days: float,
+    url: str,
+    key_env: str,
+) -> None:
+    import json
+
+    from node.client import ApiError, EmrClient
+    from zk.exceptions import InputError
+
+    patient = _wallet(key_env)
+    wanted = [r.strip() for r in roles.split(",") if r.strip()]
+    try:
+        with EmrClient(url) as client:
+            scope = _scope(record, category)
+            if kind == "grant":
+                result = client.grant_class(
+                    patient, wanted, scope, hospital=hospital, expires_in=int(days * 86400)
+                )
+            else:
+                result = client.revoke_class(patient, wanted, scope, hospital=hospital)
+            typer.echo(json.dumps(result, indent=2))
+    except (ApiError, InputError) as err:
+        _fail(str(err))
+
+
+ClassRoles = Annotated[
+    str, typer.Option("--roles", help="comma-separated clinician roles, e.g. physician,nurse")
+]
+ClassHospital = Annotated[
+    int, typer.Option("--hospital", help="member hospital id (0: any member hospital)")
+]
+
+
+@consent_app.command("grant-class")
+def consent_grant_class(
+    roles: ClassRoles,
+    hospital: ClassHospital = 0,
+    record: Annotated[str | None, typer.Option(help="one record id")] = None,
+    category: Annotated[str | None, typer.Option(help="a category, e.g. lab")] = None,
+    days: Annotated[float, typer.Option(help="how long the consent lasts")] = 30.0,
+    url: Url = "http://127.0.0.1:8700",
+    key_env: KeyEnv = "EMR_WALLET_KEY",
+) -> None:
+    """Let a class of readers (roles at a member hospital, or any) read anonymously."""
+    _class_consent("grant", roles, hospital, record, category, days, url, key_env)
+
+
+@consent_app.command("revoke-class")
+def consent_revoke_class(
+    roles: ClassRoles,
+    hospital: ClassHospital = 0,
+    record: Annotated[str | None, typer.Option(help="one record id")] = None,
+    category: Annotated[str | None, typer.Option(help="a category, e.g. lab")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    key_env: KeyEnv = "EMR_WALLET_KEY",
+) -> None:
+    """Revoke a reader-class consent; the next anonymous read under it is refused."""
+    _class_consent("revoke", roles, hospital, record, category, 0, url, key_env)
+
+
+governance_app = typer.Typer(
+    help="Consortium proposals: show one, vote as this hospital.", no_args_is_help=True
+)
+app.add_typer(governance_app, name="governance")
+HospitalToken = Annotated[
+    str | None, typer.Option("--token", envvar="EMR_TOKEN", help="hospital API token")
+]
+
+
+@governance_app.command("show")
+def governance_show(proposal_id: int, url: Url = "http://127.0.0.1:8700") -> None:
+    """A proposal: kind, call, votes and state."""
+    from node.client import EmrClient
+
+    with EmrClient(url) as client:
+        _print_json(lambda: client.governance.proposal(proposal_id))
+
+
+@governance_app.command("vote")
+def governance_vote(
+    proposal_id: int, url: Url = "http://127.0.0.1:8700", token: HospitalToken = None
+) -> None:
+    """Vote for a proposal as this node's hospital (hospital token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        _print_json(lambda: client.governance.vote(proposal_id))
+
+
 @app.command()
 def read(
     record_id: str,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.chain.class_consents import ClassConsentGrant, ClassConsentRevoke
 from node.chain.models import ConsentGrant, ConsentRevoke
 from node.consent.typed_data import ScopeKind
 from node.sqlite_db import SQLiteDatabase
@@ -24,11 +25,22 @@ _MIGRATIONS = [
 ]
 
 
+SignedConsent = ConsentGrant | ConsentRevoke | ClassConsentGrant | ClassConsentRevoke
+
+# Queue kind of each signed message type (the column ``kind``).
+_KINDS: dict[type, str] = {
+    ConsentGrant: "grant",
+    ConsentRevoke: "revoke",
+    ClassConsentGrant: "class-grant",
+    ClassConsentRevoke: "class-revoke",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedRelay:
     relay_id: int
-    kind: str  # "grant" | "revoke"
-    consent: ConsentGrant | ConsentRevoke
+    kind: str  # "grant" | "revoke" | "class-grant" | "class-revoke"
+    consent: SignedConsent
     signature: bytes
     status: str  # "queued" | "relayed" | "failed"
     tx_hash: bytes | None = None
@@ -36,15 +48,36 @@ class QueuedRelay:
     error: str | None = None
 
 
-def _encode(consent: ConsentGrant | ConsentRevoke) -> str:
+def _encode(consent: SignedConsent) -> str:
     m = consent.message()
     m["scope"] = "0x" + consent.scope.hex()
     return json.dumps(m)
 
 
-def _decode(kind: str, text: str) -> ConsentGrant | ConsentRevoke:
+def _decode(kind: str, text: str) -> SignedConsent:
     m: dict[str, Any] = json.loads(text)
     scope = bytes.fromhex(m["scope"][2:])
+    if kind == "class-grant":
+        return ClassConsentGrant(
+            m["patient"],
+            m["hospital"],
+            m["roles"],
+            ScopeKind(m["scopeKind"]),
+            scope,
+            m["expiresAt"],
+            m["nonce"],
+            m["deadline"],
+        )
+    if kind == "class-revoke":
+        return ClassConsentRevoke(
+            m["patient"],
+            m["hospital"],
+            m["roles"],
+            ScopeKind(m["scopeKind"]),
+            scope,
+            m["nonce"],
+            m["deadline"],
+        )
     if kind == "grant":
         return ConsentGrant(
             m["patient"],
@@ -64,8 +97,8 @@ class ConsentRelayQueue:
     def __init__(self, path: Path) -> None:
         self._db = SQLiteDatabase(path, "consent_relays", _MIGRATIONS)
 
-    def enqueue(self, consent: ConsentGrant | ConsentRevoke, signature: bytes) -> int:
-        kind = "grant" if isinstance(consent, ConsentGrant) else "revoke"
+    def enqueue(self, consent: SignedConsent, signature: bytes) -> int:
+        kind = _KINDS[type(consent)]
         with self._db.transaction() as cur:
             cur.execute(
                 "INSERT INTO consent_relays (kind, message, signature, status, queued_at)"

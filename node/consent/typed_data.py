@@ -1,7 +1,9 @@
 """EIP-712 typed data of the ConsentRegistry: what a patient's wallet signs.
 
-The node publishes these types and its domain (GET /consent/typed-data) so any wallet
-(``eth_signTypedData_v4``) can sign a Grant or Revoke; tests sign with eth-account.
+The node publishes these types and its domain (GET /consents/typed-data) so any wallet
+(``eth_signTypedData_v4``) can sign a Grant or Revoke (one reader address) or a GrantClass
+or RevokeClass (a class of readers: hospital member id, 0 = any member hospital, and a
+16-bit mask of clinician roles); tests sign with eth-account.
 """
 
 from __future__ import annotations
@@ -37,7 +39,34 @@ REVOKE_TYPE = [
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
 ]
-PRIMARY_TYPES = {"Grant": GRANT_TYPE, "Revoke": REVOKE_TYPE}
+GRANT_CLASS_TYPE = [
+    {"name": "patient", "type": "address"},
+    {"name": "hospital", "type": "uint32"},
+    {"name": "roles", "type": "uint16"},
+    {"name": "scopeKind", "type": "uint8"},
+    {"name": "scope", "type": "bytes32"},
+    {"name": "expiresAt", "type": "uint64"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+REVOKE_CLASS_TYPE = [
+    {"name": "patient", "type": "address"},
+    {"name": "hospital", "type": "uint32"},
+    {"name": "roles", "type": "uint16"},
+    {"name": "scopeKind", "type": "uint8"},
+    {"name": "scope", "type": "bytes32"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+PRIMARY_TYPES = {
+    "Grant": GRANT_TYPE,
+    "Revoke": REVOKE_TYPE,
+    "GrantClass": GRANT_CLASS_TYPE,
+    "RevokeClass": REVOKE_CLASS_TYPE,
+}
+ANY_HOSPITAL = 0  # a reader class's hospital: any member hospital
+MAX_HOSPITAL_ID = 2**32 - 1  # uint32 Consortium member ids
+MAX_ROLES_MASK = 2**16 - 1  # uint16 mask of clinician roles (bit i: role i)
 
 
 class ScopeKind(IntEnum):
@@ -72,7 +101,8 @@ def domain(chain_id: int, verifying_contract: str) -> dict[str, Any]:
 
 
 def full_message(primary_type: str, message: dict[str, Any], dom: dict[str, Any]) -> dict[str, Any]:
-    """The complete ``eth_signTypedData_v4`` payload for a Grant or Revoke."""
+    """The complete ``eth_signTypedData_v4`` payload for a Grant, Revoke, GrantClass or
+    RevokeClass."""
     return {
         "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary_type: PRIMARY_TYPES[primary_type]},
         "primaryType": primary_type,

@@ -1,4 +1,6 @@
-"""Consent: check a patient's EIP-712 Grant or Revoke, then relay it (the node pays gas).
+"""Consent: check a patient's EIP-712 Grant or Revoke (one reader address) or GrantClass or
+RevokeClass (a class of readers: a member hospital or any, and a roles mask), then relay it
+(the node pays gas).
 
 Cheap checks run first for a precise reason; the chain then simulates the call (signature,
 ERC-1271 wallets, nonce) before anything is sent, so a refused consent changes nothing.
@@ -13,10 +15,18 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from node.chain.abc import ChainClientAPI
+from node.chain.class_consents import ClassConsentGrant, ClassConsentRevoke
 from node.chain.exceptions import ChainUnavailable, ContractReverted
 from node.chain.models import ConsentGrant, ConsentRevoke, TxResult
-from node.consent.relay_queue import ConsentRelayQueue, QueuedRelay
-from node.consent.typed_data import ScopeKind, domain, full_message
+from node.consent.relay_queue import ConsentRelayQueue, QueuedRelay, SignedConsent
+from node.consent.typed_data import (
+    ANY_HOSPITAL,
+    MAX_HOSPITAL_ID,
+    MAX_ROLES_MASK,
+    ScopeKind,
+    domain,
+    full_message,
+)
 from node.exceptions import Conflict, InvalidRequest
 
 _REASONS = {
@@ -27,6 +37,15 @@ _REASONS = {
     ),
     "ConsentRegistryInvalidScope": "scope does not match scopeKind (All needs scope 0)",
     "ConsentRegistryInvalidExpiry": "expiresAt must be in the future",
+    "ConsentRegistryInvalidClass": (
+        "a reader class needs a nonzero roles mask (hospital 0 means any member hospital)"
+    ),
+}
+_PRIMARY_TYPES: dict[type, str] = {
+    ConsentGrant: "Grant",
+    ConsentRevoke: "Revoke",
+    ClassConsentGrant: "GrantClass",
+    ClassConsentRevoke: "RevokeClass",
 }
 
 
@@ -111,12 +130,62 @@ def relay_revoke(
     return _relay(lambda: chain.revoke_with_sig(revoke, signature))
 
 
-def _signed_by_patient(
-    consent: ConsentGrant | ConsentRevoke, signature: bytes, chain: ChainClientAPI
-) -> bool:
+def _check_class(hospital: int, roles: int, chain: ChainClientAPI | None) -> None:
+    """A reader class: a member hospital's id (0: any member hospital) and a nonzero mask.
+    ``chain`` None skips the member look-up (the chain is away; it checks on relay)."""
+    if not 0 < roles <= MAX_ROLES_MASK:
+        raise InvalidRequest(_REASONS["ConsentRegistryInvalidClass"])
+    if not 0 <= hospital <= MAX_HOSPITAL_ID:
+        raise InvalidRequest("hospital must be a uint32 member id (0: any member hospital)")
+    if chain is not None and hospital != ANY_HOSPITAL and chain.member_address(hospital) is None:
+        raise InvalidRequest(f"no member hospital has id {hospital} (0 means any member hospital)")
+
+
+def relay_class_grant(
+    grant: ClassConsentGrant,
+    signature: bytes,
+    *,
+    chain: ChainClientAPI,
+    signed_domain: dict[str, Any] | None = None,
+) -> TxResult:
+    """Relay a GrantClass: readers of the class may read the scope anonymously, with a
+    proof, until ``expires_at``."""
+    check_domain(signed_domain, chain)
+    _check_class(grant.hospital, grant.roles, chain)
+    if grant.expires_at <= time.time():
+        raise InvalidRequest(_REASONS["ConsentRegistryInvalidExpiry"])
+    _check_common(grant.patient, grant.scope_kind, grant.scope, grant.nonce, grant.deadline, chain)
+    return _relay(lambda: chain.grant_class_with_sig(grant, signature))
+
+
+def relay_class_revoke(
+    revoke: ClassConsentRevoke,
+    signature: bytes,
+    *,
+    chain: ChainClientAPI,
+    signed_domain: dict[str, Any] | None = None,
+) -> TxResult:
+    """Relay a RevokeClass: the class consent ends from the next block on."""
+    check_domain(signed_domain, chain)
+    _check_class(revoke.hospital, revoke.roles, None)  # a revoke may name a removed member
+    _check_common(
+        revoke.patient, revoke.scope_kind, revoke.scope, revoke.nonce, revoke.deadline, chain
+    )
+    return _relay(lambda: chain.revoke_class_with_sig(revoke, signature))
+
+
+_RELAYS: dict[type, Any] = {
+    ConsentGrant: relay_grant,
+    ConsentRevoke: relay_revoke,
+    ClassConsentGrant: relay_class_grant,
+    ClassConsentRevoke: relay_class_revoke,
+}
+
+
+def _signed_by_patient(consent: SignedConsent, signature: bytes, chain: ChainClientAPI) -> bool:
     """Off-chain EOA check (no chain access: the domain comes from the deployment)."""
     d = chain.deployment
-    kind = "Grant" if isinstance(consent, ConsentGrant) else "Revoke"
+    kind = _PRIMARY_TYPES[type(consent)]
     payload = full_message(kind, consent.message(), domain(d.chain_id, d.consent_registry))
     try:
         signer = Account.recover_message(
@@ -128,7 +197,7 @@ def _signed_by_patient(
 
 
 def relay_or_queue(
-    consent: ConsentGrant | ConsentRevoke,
+    consent: SignedConsent,
     signature: bytes,
     *,
     chain: ChainClientAPI,
@@ -139,12 +208,15 @@ def relay_or_queue(
 
     A queued consent must at least carry the patient's own (EOA) signature; contract
     wallets (ERC-1271) can only be checked on-chain, so they wait for the chain."""
-    relay = relay_grant if isinstance(consent, ConsentGrant) else relay_revoke
+    relay = _RELAYS[type(consent)]
     try:
-        return relay(consent, signature, chain=chain, signed_domain=signed_domain)  # type: ignore[arg-type]
+        result: TxResult = relay(consent, signature, chain=chain, signed_domain=signed_domain)
+        return result
     except ChainUnavailable:
         if consent.deadline < time.time():
             raise InvalidRequest(_REASONS["ConsentRegistryExpiredDeadline"]) from None
+        if isinstance(consent, ClassConsentGrant | ClassConsentRevoke):
+            _check_class(consent.hospital, consent.roles, None)
         if not _signed_by_patient(consent, signature, chain):
             raise
         return queue.enqueue(consent, signature)
@@ -154,9 +226,9 @@ def drain_relays(*, chain: ChainClientAPI, queue: ConsentRelayQueue, limit: int 
     """Relay queued consents in order; stop at the first sign the chain is still away."""
     done = 0
     for item in queue.pending(limit):
-        relay = relay_grant if isinstance(item.consent, ConsentGrant) else relay_revoke
+        relay = _RELAYS[type(item.consent)]
         try:
-            result = relay(item.consent, item.signature, chain=chain)  # type: ignore[arg-type]
+            result = relay(item.consent, item.signature, chain=chain)
         except ChainUnavailable:
             break
         except (InvalidRequest, Conflict, ContractReverted) as err:
@@ -167,4 +239,12 @@ def drain_relays(*, chain: ChainClientAPI, queue: ConsentRelayQueue, limit: int 
     return done
 
 
-__all__ = ["QueuedRelay", "drain_relays", "relay_grant", "relay_or_queue", "relay_revoke"]
+__all__ = [
+    "QueuedRelay",
+    "drain_relays",
+    "relay_class_grant",
+    "relay_class_revoke",
+    "relay_grant",
+    "relay_or_queue",
+    "relay_revoke",
+]

@@ -1,20 +1,33 @@
-"""Patient consent: publish the EIP-712 types and domain, relay signed Grants and Revokes."""
+"""Patient consent: publish the EIP-712 types and domain, relay signed Grants and Revokes
+(one reader address) and GrantClass / RevokeClass (a class of readers: a member hospital or
+any, and clinician roles; for anonymous reads with a proof)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from node.api.deps import NodeDep
 from node.api.schemas.common import Address, to_bytes, to_hex
-from node.api.schemas.consent import RelayOut, SignedGrant, SignedRevoke
+from node.api.schemas.consent import (
+    ClassConsentOut,
+    ClassConsentsOut,
+    RelayOut,
+    SignedGrant,
+    SignedGrantClass,
+    SignedRevoke,
+    SignedRevokeClass,
+)
+from node.chain.class_consents import ClassConsentGrant, ClassConsentRevoke
 from node.chain.models import ConsentGrant, ConsentRevoke, TxResult
-from node.consent.typed_data import EIP712_DOMAIN_TYPE, PRIMARY_TYPES, ScopeKind
+from node.consent.relay_queue import SignedConsent
+from node.consent.typed_data import ANY_HOSPITAL, EIP712_DOMAIN_TYPE, PRIMARY_TYPES, ScopeKind
 from node.exceptions import NotFound
 from node.flows.relay_consent import relay_or_queue
 from node.wiring import Node
+from zk.credentials import ROLES
 
 router = APIRouter(prefix="/consents", tags=["consent"])
 
@@ -23,6 +36,13 @@ class TypedDataOut(BaseModel):
     domain: dict[str, Any]
     types: dict[str, list[dict[str, str]]]
     scope_kinds: dict[str, int]
+    roles: list[str] = Field(
+        description="clinician roles of a reader class: bit i of `roles` is roles[i]"
+    )
+    hospitals: dict[str, str] = Field(
+        description="member id -> hospital name for a reader class's `hospital` "
+        "(0: any member hospital)"
+    )
 
 
 class NonceOut(BaseModel):
@@ -31,18 +51,36 @@ class NonceOut(BaseModel):
 
 
 @router.get(
-    "/typed-data", response_model=TypedDataOut, summary="EIP-712 domain and types to sign (anyone)"
+    "/typed-data",
+    response_model=TypedDataOut,
+    responses={503: {"description": "chain unreachable"}},
+    summary="EIP-712 domain and types to sign (anyone)",
+    description="Grant/Revoke name one reader address; GrantClass/RevokeClass name a class "
+    "of readers: `hospital` (a member id from `hospitals`, 0 = any member hospital) and "
+    "`roles` (a mask over `roles`).",
 )
 def typed_data(node: NodeDep) -> TypedDataOut:
+    chain = node.chain
+    hospitals = {str(ANY_HOSPITAL): "any member hospital"}
+    for address, name in chain.members():
+        hospitals[str(chain.member_id(address))] = name
     return TypedDataOut(
-        domain=node.chain.consent_domain(),
+        domain=chain.consent_domain(),
         types={"EIP712Domain": EIP712_DOMAIN_TYPE, **PRIMARY_TYPES},
         scope_kinds={k.name.lower(): int(k) for k in ScopeKind},
+        roles=list(ROLES),
+        hospitals=hospitals,
     )
 
 
 @router.get(
-    "/nonce/{patient}", response_model=NonceOut, summary="The patient's next consent nonce (anyone)"
+    "/nonce/{patient}",
+    response_model=NonceOut,
+    responses={
+        422: {"description": "patient is not an address"},
+        503: {"description": "chain unreachable"},
+    },
+    summary="The patient's next consent nonce (anyone)",
 )
 def nonce(patient: Address, node: NodeDep) -> NonceOut:
     return NonceOut(patient=patient, nonce=node.chain.consent_nonce(patient))
@@ -50,8 +88,8 @@ def nonce(patient: Address, node: NodeDep) -> NonceOut:
 
 def _relay(
     node: Node,
-    consent: ConsentGrant | ConsentRevoke,
-    body: SignedGrant | SignedRevoke,
+    consent: SignedConsent,
+    body: SignedGrant | SignedRevoke | SignedGrantClass | SignedRevokeClass,
     response: Response,
 ) -> RelayOut:
     result = relay_or_queue(
@@ -70,10 +108,22 @@ def _relay(
     return RelayOut(status="queued", relay_id=result)
 
 
+_RELAY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": RelayOut, "description": "chain unreachable: queued, relayed later"},
+    400: {
+        "description": "refused before any transaction: bad signature, EIP-712 domain, "
+        "deadline, expiry, scope or reader class (roles 0, unknown member hospital)"
+    },
+    409: {"description": "the nonce is not the patient's next one (a replayed signature)"},
+    422: {"description": "malformed body (field types and ranges)"},
+    503: {"description": "chain unreachable and the signature cannot be checked off-chain"},
+}
+
+
 @router.post(
     "/grant",
     response_model=RelayOut,
-    responses={202: {"model": RelayOut, "description": "chain unreachable: queued, relayed later"}},
+    responses=_RELAY_RESPONSES,
     summary="Relay a patient-signed Grant on-chain (anyone: the signature is the authority)",
 )
 def grant(body: SignedGrant, node: NodeDep, response: Response) -> RelayOut:
@@ -93,7 +143,7 @@ def grant(body: SignedGrant, node: NodeDep, response: Response) -> RelayOut:
 @router.post(
     "/revoke",
     response_model=RelayOut,
-    responses={202: {"model": RelayOut, "description": "chain unreachable: queued, relayed later"}},
+    responses=_RELAY_RESPONSES,
     summary="Relay a patient-signed Revoke on-chain (anyone)",
 )
 def revoke(body: SignedRevoke, node: NodeDep, response: Response) -> RelayOut:
@@ -104,8 +154,88 @@ def revoke(body: SignedRevoke, node: NodeDep, response: Response) -> RelayOut:
     return _relay(node, consent, body, response)
 
 
+@router.post(
+    "/class-grants",
+    response_model=RelayOut,
+    responses=_RELAY_RESPONSES,
+    summary="Relay a patient-signed GrantClass on-chain (anyone: the signature is the authority)",
+    description="A consent for a class of readers, e.g. physicians of any member hospital "
+    "(`hospital` 0) or nurses of member hospital 3, over one record, a category or "
+    "everything, until `expiresAt`. Readers of the class then read anonymously with a "
+    "proof (POST /zk/records/{id}/read). 200 when relayed.",
+)
+def class_grant(body: SignedGrantClass, node: NodeDep, response: Response) -> RelayOut:
+    m = body.message
+    consent = ClassConsentGrant(
+        m.patient,
+        m.hospital,
+        m.roles,
+        ScopeKind(m.scopeKind),
+        to_bytes(m.scope),
+        m.expiresAt,
+        m.nonce,
+        m.deadline,
+    )
+    return _relay(node, consent, body, response)
+
+
+@router.post(
+    "/class-revokes",
+    response_model=RelayOut,
+    responses=_RELAY_RESPONSES,
+    summary="Relay a patient-signed RevokeClass on-chain (anyone)",
+    description="Ends the class consent with the same (hospital, roles, scope) from the next "
+    "block on: the next anonymous read under it is refused. 200 when relayed.",
+)
+def class_revoke(body: SignedRevokeClass, node: NodeDep, response: Response) -> RelayOut:
+    m = body.message
+    consent = ClassConsentRevoke(
+        m.patient,
+        m.hospital,
+        m.roles,
+        ScopeKind(m.scopeKind),
+        to_bytes(m.scope),
+        m.nonce,
+        m.deadline,
+    )
+    return _relay(node, consent, body, response)
+
+
+def _role_names(mask: int) -> list[str]:
+    return [ROLES[i] if i < len(ROLES) else f"role{i}" for i in range(16) if mask >> i & 1]
+
+
 @router.get(
-    "/relays/{relay_id}", response_model=RelayOut, summary="Status of a queued consent (anyone)"
+    "/class-consents/{patient}",
+    response_model=ClassConsentsOut,
+    responses={
+        422: {"description": "patient is not an address"},
+        503: {"description": "chain unreachable"},
+    },
+    summary="A patient's live reader-class consents, from the chain (anyone: they are public)",
+)
+def class_consents(patient: Address, node: NodeDep) -> ClassConsentsOut:
+    return ClassConsentsOut(
+        patient=patient,
+        consents=[
+            ClassConsentOut(
+                hospital=c.hospital,
+                roles=c.roles,
+                role_names=_role_names(c.roles),
+                scope_kind=c.scope_kind,
+                scope=to_hex(c.scope),
+                expires_at=c.expires_at,
+            )
+            for c in node.chain.class_consents(patient)
+        ],
+    )
+
+
+@router.get(
+    "/relays/{relay_id}",
+    response_model=RelayOut,
+    responses={404: {"description": "no queued consent with this id"}},
+    summary="Status of a queued consent (anyone)",
 )
 def relay_status(relay_id: int, node: NodeDep) -> RelayOut:
     item = node.relays.get(relay_id)

@@ -1,0 +1,90 @@
+"""Consortium governance through this node: see a proposal, vote for it as this hospital."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Path
+
+from node.api.deps import HospitalDep, NodeDep
+from node.api.schemas.common import to_hex
+from node.api.schemas.governance import PolicyCallOut, ProposalOut
+from node.chain.proposals import Proposal
+from node.flows.govern_policy import decode_set_category_policy, get_proposal, vote_proposal
+from zk.credentials import ROLES
+
+router = APIRouter(prefix="/governance", tags=["governance"])
+
+ProposalId = Path(ge=1, lt=2**256, description="Consortium proposal id (ids start at 1)")
+
+
+def role_names(mask: int) -> list[str]:
+    return [ROLES[i] if i < len(ROLES) else f"role{i}" for i in range(16) if mask >> i & 1]
+
+
+def proposal_out(p: Proposal) -> ProposalOut:
+    policy = None
+    if p.data is not None:
+        decoded = decode_set_category_policy(p.data)
+        if decoded is not None:
+            policy = PolicyCallOut(
+                category_hash=to_hex(decoded[0]),
+                allowed_roles=decoded[1],
+                roles=role_names(decoded[1]),
+            )
+    return ProposalOut(
+        id=p.proposal_id,
+        kind=p.kind_name,
+        state=p.state(int(time.time())),
+        subject=p.subject,
+        proposer=p.proposer,
+        created_at=p.created_at,
+        expires_at=p.expires_at,
+        votes=p.votes,
+        votes_needed=p.member_count // 2 + 1,
+        member_count=p.member_count,
+        executed=p.executed,
+        target=p.target,
+        data=to_hex(p.data) if p.data is not None else None,
+        description=p.description,
+        policy=policy,
+    )
+
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "chain unreachable"}}
+
+
+@router.get(
+    "/proposals/{proposal_id}",
+    response_model=ProposalOut,
+    responses={
+        404: {"description": "no proposal with this id"},
+        422: {"description": "the id is not a positive integer"},
+        **_UNAVAILABLE,
+    },
+    summary="A Consortium proposal: kind, call, votes and state (anyone)",
+)
+def proposal(node: NodeDep, proposal_id: int = ProposalId) -> ProposalOut:
+    return proposal_out(get_proposal(proposal_id, chain=node.chain))
+
+
+@router.post(
+    "/proposals/{proposal_id}/vote",
+    response_model=ProposalOut,
+    responses={
+        400: {"description": "the majority's call was refused by its target; nothing changed"},
+        401: {"description": "no API token"},
+        403: {"description": "not a hospital token, or this hospital is no longer a member"},
+        404: {"description": "no proposal with this id"},
+        409: {"description": "already voted by this hospital, executed, or expired"},
+        422: {"description": "the id is not a positive integer"},
+        **_UNAVAILABLE,
+    },
+    summary="Vote for a proposal as this node's hospital (hospital token)",
+    description="The vote is this hospital's (the node signs it). When it makes a strict "
+    "majority of the current members, the proposal executes in the same transaction "
+    "(`state` executed).",
+)
+def vote(node: NodeDep, _caller: HospitalDep, proposal_id: int = ProposalId) -> ProposalOut:
+    return proposal_out(vote_proposal(proposal_id, chain=node.chain))

@@ -1,0 +1,63 @@
+"""Consortium governance: proposals, votes, and category-policy proposals."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PolicyCallOut(BaseModel):
+    """What a ZkAccessGate.setCategoryPolicy call proposal would set."""
+
+    category_hash: str
+    allowed_roles: int
+    roles: list[str]
+
+
+class ProposalOut(BaseModel):
+    id: int
+    kind: str = Field(description="admit | remove | rotate | call")
+    state: str = Field(description="open | executed | expired")
+    subject: str = Field(description="the member concerned, or the call's target contract")
+    proposer: str
+    created_at: int
+    expires_at: int
+    votes: int = Field(description="votes of current members")
+    votes_needed: int = Field(description="a strict majority of the current members")
+    member_count: int
+    executed: bool
+    target: str | None = None
+    data: str | None = Field(None, description="the call's calldata (call proposals)")
+    description: str | None = None
+    policy: PolicyCallOut | None = Field(
+        None, description="decoded, when the call sets a ZK category policy"
+    )
+
+
+class PolicyProposalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roles: list[str] = Field(
+        max_length=16,
+        description="clinician roles allowed to read the category with a proof "
+        "(empty: nobody); the patient's consent must still name the reader's class",
+    )
+
+
+class PolicyProposalOut(BaseModel):
+    category: str
+    category_hash: str
+    proposed_roles: list[str]
+    proposed_mask: int
+    allowed_roles: int = Field(description="the category's policy mask now")
+    roles: list[str] = Field(description="the roles the policy allows now")
+    proposal: ProposalOut
+
+
+class CategoryPolicyOut(BaseModel):
+    category: str
+    category_hash: str
+    allowed_roles: int
+    roles: list[str]
+    proposals: list[ProposalOut] = Field(
+        description="open proposals to change this category's policy"
+    )
