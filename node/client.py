@@ -85,6 +85,10 @@ class EmrClient:
     def zk(self) -> ZkApi:
         return ZkApi(self)
 
+    @property
+    def governance(self) -> GovernanceApi:
+        return GovernanceApi(self)
+
     # -- node ------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         return self._json("GET", "/info")
@@ -107,8 +111,13 @@ class EmrClient:
         """KEK rotation status (admin token)."""
         return dict(self._json("GET", "/admin/keys"))
 
-    def add_clinician(self, address: str, role: str) -> dict[str, Any]:
-        return self._json("POST", "/clinicians", json={"address": address, "role": role})
+    def add_clinician(
+        self, address: str, role: str, licence_expiry: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"address": address, "role": role}
+        if licence_expiry is not None:
+            body["licence_expiry"] = licence_expiry
+        return self._json("POST", "/clinicians", json=body)
 
     # -- records ---------------------------------------------------------------
     def upload(
@@ -220,6 +229,69 @@ class EmrClient:
             json=self.sign_consent(patient, "Revoke", grantee, scope, **kw),
         )
 
+    def sign_class_consent(
+        self,
+        patient: LocalAccount,
+        primary_type: str,
+        roles: list[str] | int,
+        scope: Scope,
+        *,
+        hospital: int = 0,
+        expires_in: int = 30 * 24 * 3600,
+        deadline_in: int = 3600,
+        nonce: int | None = None,
+        domain: dict[str, Any] | None = None,
+        expires_at: int | None = None,
+    ) -> dict[str, Any]:
+        """Build and sign a GrantClass or RevokeClass for readers of ``roles`` (names, or a
+        mask) at member hospital ``hospital`` (0: any member hospital); return the body."""
+        from zk.credentials import roles_mask
+
+        dom = domain or self.typed_data()["domain"]
+        now = int(time.time())
+        message: dict[str, Any] = {
+            "patient": patient.address,
+            "hospital": hospital,
+            "roles": roles if isinstance(roles, int) else roles_mask(roles),
+            "scopeKind": int(scope.kind),
+            "scope": "0x" + scope.value.hex(),
+            "nonce": self.nonce(patient.address) if nonce is None else nonce,
+            "deadline": now + deadline_in,
+        }
+        if primary_type == "GrantClass":
+            message["expiresAt"] = expires_at if expires_at is not None else now + expires_in
+        to_sign = dict(message, scope=scope.value)
+        signed = Account.sign_typed_data(
+            patient.key, full_message=full_message(primary_type, to_sign, dom)
+        )
+        return {"message": message, "signature": "0x" + signed.signature.hex(), "domain": dom}
+
+    def grant_class(
+        self, patient: LocalAccount, roles: list[str] | int, scope: Scope, **kw: Any
+    ) -> dict[str, Any]:
+        """Consent to anonymous reads by a class of readers (``hospital=`` member id, 0 any)."""
+        return self._json(
+            "POST",
+            "/consents/class-grants",
+            json=self.sign_class_consent(patient, "GrantClass", roles, scope, **kw),
+        )
+
+    def revoke_class(
+        self, patient: LocalAccount, roles: list[str] | int, scope: Scope, **kw: Any
+    ) -> dict[str, Any]:
+        return self._json(
+            "POST",
+            "/consents/class-revokes",
+            json=self.sign_class_consent(patient, "RevokeClass", roles, scope, **kw),
+        )
+
+    def class_consents(self, patient: str) -> list[dict[str, Any]]:
+        """The patient's live reader-class consents."""
+        return list(self._json("GET", f"/consents/class-consents/{patient}")["consents"])
+
+    def relay_status(self, relay_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/consents/relays/{relay_id}")
+
     def break_glass(
         self,
         patient: str,
@@ -268,24 +340,40 @@ class ZkApi:
     def proving_key(self) -> bytes:
         return self._c._call("GET", "/zk/proving-key").content
 
-    def add_credentials(self, commitments: list[int]) -> dict[str, Any]:
-        body = {"commitments": [str(c) for c in commitments]}
+    def issue_credentials(self, credentials: list[tuple[int, str]]) -> dict[str, Any]:
+        """Issue credentials (hospital token) for (identity commitment, clinician address)
+        pairs; role and licence expiry come from the node's clinician directory."""
+        body = {
+            "credentials": [
+                {"identity_commitment": str(idc), "clinician": clinician}
+                for idc, clinician in credentials
+            ]
+        }
         return self._c._json("POST", "/zk/credentials", json=body)
 
-    def revoke_credential(self, commitment: int) -> dict[str, Any]:
-        return self._c._json("POST", "/zk/credentials/revoke", json={"commitment": str(commitment)})
+    def revoke_credential(self, leaf: int) -> dict[str, Any]:
+        return self._c._json("POST", "/zk/credentials/revoke", json={"leaf": str(leaf)})
 
-    def path(self, commitment: int) -> dict[str, Any]:
-        return self._c._json("GET", f"/zk/credentials/{commitment}/path")
+    def revoke_member(self, hospital: str) -> dict[str, Any]:
+        """Revoke every credential of a removed member hospital (hospital token)."""
+        return self._c._json("POST", "/zk/credentials/revoke-member", json={"hospital": hospital})
 
-    def set_policy(self, category: str, roles: list[str]) -> dict[str, Any]:
-        return self._c._json("PUT", f"/zk/policies/{category}", json={"roles": roles})
+    def tree(self) -> dict[str, Any]:
+        """Every leaf of the credential tree (the same answer for everyone)."""
+        return self._c._json("GET", "/zk/tree")
+
+    def propose_policy(self, category: str, roles: list[str]) -> dict[str, Any]:
+        """Propose a category's roles policy to the Consortium (hospital token); it applies
+        once a majority voted (at once when this hospital alone is one: ``proposal.state``
+        is then ``executed``)."""
+        return self._c._json("POST", f"/zk/policies/{category}/proposals", json={"roles": roles})
 
     def policy(self, category: str) -> dict[str, Any]:
         return self._c._json("GET", f"/zk/policies/{category}")
 
-    def record_policy(self, record_id: str) -> dict[str, Any]:
-        return self._c._json("GET", f"/zk/records/{record_id}/policy")
+    def record_access(self, record_id: str) -> dict[str, Any]:
+        """The category policy and the patient's live reader classes covering the record."""
+        return self._c._json("GET", f"/zk/records/{record_id}/access")
 
     def read(self, record_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._c._json("POST", f"/zk/records/{record_id}/read", json=body)
@@ -293,3 +381,28 @@ class ZkApi:
     def accesses(self, record_id: str | None = None) -> list[dict[str, Any]]:
         params = {"record_id": record_id} if record_id else {}
         return self._c._json("GET", "/zk/accesses", params=params)
+
+    def readers(
+        self, record_id: str, from_time: int | None = None, to_time: int | None = None
+    ) -> dict[str, Any]:
+        """Per epoch: accesses and distinct epoch nullifiers of a record (auditor token)."""
+        params: dict[str, Any] = {"record_id": record_id}
+        if from_time is not None:
+            params["from"] = from_time
+        if to_time is not None:
+            params["to"] = to_time
+        return self._c._json("GET", "/zk/accesses/readers", params=params)
+
+
+class GovernanceApi:
+    """Consortium proposals through the node (``EmrClient.governance``)."""
+
+    def __init__(self, client: EmrClient) -> None:
+        self._c = client
+
+    def proposal(self, proposal_id: int) -> dict[str, Any]:
+        return self._c._json("GET", f"/governance/proposals/{proposal_id}")
+
+    def vote(self, proposal_id: int) -> dict[str, Any]:
+        """Vote as the node's hospital (hospital token)."""
+        return self._c._json("POST", f"/governance/proposals/{proposal_id}/vote")

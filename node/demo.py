@@ -13,7 +13,7 @@ from eth_account import Account
 
 from node.client import ApiError, EmrClient, Scope
 from node.zkaccess.clinician import ClinicianProver
-from zk.credentials import Credential
+from zk.credentials import Identity, IssuedCredential, role_index
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -99,20 +99,43 @@ def run_demo(url: str, admin_token: str, say: Callable[[str], None] = print) -> 
     seen["forged_rejected"] = not forged["verified"]
     say(f"   a forged hash verifies: {forged['verified']}")
 
-    # 6. Anonymous read: a nurse proves her licence and role instead of signing in
+    # 6. Anonymous read: the patient consents to a class of readers ("nurses of any member
+    #    hospital"), the hospital issues a nurse a credential whose role and licence come
+    #    from its directory, and the nurse proves membership of that class instead of
+    #    signing in.
     try:
         public.zk.info()
     except ApiError:
         say("6. (zero-knowledge access is disabled on this node)")
     else:
-        hospital.zk.set_policy("lab", ["physician", "nurse"])
-        nurse = Credential.generate(info["hospital"], "nurse", int(time.time()) + 365 * 86400)
-        hospital.zk.add_credentials([nurse.commitment])
+        hospital.zk.propose_policy("lab", ["physician", "nurse"])
+        say("6. the consortium allowed physicians and nurses to read 'lab' with a proof (a vote)")
+        grant = public.grant_class(
+            patient, ["nurse"], Scope.category("lab"), expires_in=7 * 24 * 3600
+        )
+        say(
+            f"   the patient consented to 'lab' reads by nurses of any member hospital "
+            f"(tx {grant['tx_hash']})"
+        )
+        nurse_account = Account.create()
+        hospital.add_clinician(
+            nurse_account.address, "nurse", licence_expiry=int(time.time()) + 365 * 86400
+        )
+        identity = Identity.generate()  # the nurse's secret stays on her device
+        receipt = hospital.zk.issue_credentials([(identity.commitment, nurse_account.address)])
+        entry = receipt["credentials"][0]
+        nurse = IssuedCredential(
+            identity, entry["hospital_id"], role_index(entry["role"]), entry["licence_expiry"]
+        )
+        say(
+            f"   the hospital issued her a credential: leaf {entry['leaf']} ({entry['role']}, "
+            f"hospital {entry['hospital_id']}, from its directory)"
+        )
         with tempfile.TemporaryDirectory() as keys:
             zk_read = ClinicianProver(nurse, Path(keys)).read(public, rid)
         seen["zk_read"] = zk_read.content == content
         say(
-            f"6. a registered nurse read it anonymously with a proof (proved in "
+            f"   a nurse read it anonymously with a proof (proved in "
             f"{zk_read.prove_seconds * 1000:.0f} ms; ZkAccessGate tx {zk_read.tx_hash})"
         )
     for c in (admin, hospital, auditor, public):

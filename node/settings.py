@@ -93,6 +93,9 @@ class ZkSettings(BaseModel):
     # The gate accepts a proof whose current_time is at most this old / this far ahead.
     max_proof_age: int = Field(3600, ge=60)
     max_clock_skew: int = Field(900, ge=0)
+    # Epoch of the epoch nullifier (auditors count distinct readers per record and epoch);
+    # fixed in the gate at deployment.
+    epoch_length: int = Field(86400, ge=60, lt=2**40)
     # Anonymous reads wait up to batch_window to share one gate transaction.
     batch_window: float = Field(0.2, ge=0, le=5)
     max_batch: int = Field(16, ge=1, le=32)

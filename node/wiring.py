@@ -364,9 +364,11 @@ def _zk_service(
         manifest,
         account,
         chain.deployment.consortium,
+        chain.deployment.consent_registry,
         vk_json,
         max_proof_age=zs.max_proof_age,
         max_clock_skew=zs.max_clock_skew,
+        epoch_length=zs.epoch_length,
     )
     if deployed:
         notes.append(f"deployed the zero-knowledge access contracts ({manifest})")
@@ -387,7 +389,8 @@ def _zk_service(
         ),
         verifier=Groth16Verifier.from_json(vk_json),
         gate=gate,
-        mirror=CredentialMirror(chain, gate, deployment.block_number),
+        chain=chain,
+        mirror=CredentialMirror(chain.head_block, gate, deployment.block_number),
         index=index,
         blobs=blobs,
         keys=keys,

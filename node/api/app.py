@@ -14,10 +14,12 @@ from node.api.routers import (
     auth,
     break_glass,
     consents,
+    governance,
     info,
     patients,
     records,
     zk,
+    zk_policies,
 )
 from node.api.throttling import install_throttling
 from node.wiring import Node
@@ -54,6 +56,8 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
         install_throttling(
             app, requester=requester, hospital=hospital, hospital_address=node.hospital
         )
-    for module in (info, auth, records, patients, consents, break_glass, audit, admin, zk):
+    # zk_policies before zk: its /zk/policies/{category} routes come first.
+    routers = (info, auth, records, patients, consents, break_glass, audit, admin, governance)
+    for module in (*routers, zk_policies, zk):
         app.include_router(module.router)
     return app

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hsm.abc import SignerAPI
+from node.chain.class_consents import ClassConsent, ClassConsentGrant, ClassConsentRevoke
 from node.chain.deploy import Deployment
 from node.chain.models import (
     AccessEntry,
@@ -21,6 +22,8 @@ from node.chain.models import (
     ZkAccessEvent,
     ZkAccessRequest,
 )
+from node.chain.proposals import Proposal
+from node.chain.zk_deploy import ZkDeployment
 from node.consent.typed_data import AccessBasis
 
 
@@ -98,6 +101,27 @@ class ChainClientAPI(ABC):
     def revoke_with_sig(self, revoke: ConsentRevoke, signature: bytes) -> TxResult: ...
 
     @abstractmethod
+    def grant_class_with_sig(self, grant: ClassConsentGrant, signature: bytes) -> TxResult:
+        """Relay a patient-signed GrantClass (a consent for a class of readers)."""
+
+    @abstractmethod
+    def revoke_class_with_sig(self, revoke: ClassConsentRevoke, signature: bytes) -> TxResult:
+        """Relay a patient-signed RevokeClass; the class consent ends from the next block."""
+
+    @abstractmethod
+    def class_consent_expiry(
+        self, patient: str, hospital: int, roles: int, scope_kind: int, scope: bytes
+    ) -> int:
+        """Unix time at which the patient's consent for the reader class (``hospital``
+        member id, 0 = any member hospital; ``roles`` mask) over the scope ends; 0 if none.
+        The consent is live iff the chain's time is below it."""
+
+    @abstractmethod
+    def class_consents(self, patient: str) -> list[ClassConsent]:
+        """The patient's live reader-class consents (from ``ClassConsentGranted`` events,
+        each checked against ``classConsentExpiry`` now), in the order first granted."""
+
+    @abstractmethod
     def open_break_glass(
         self,
         patient: str,
@@ -164,6 +188,37 @@ class ChainClientAPI(ABC):
         proposal, voted by the members); return (proposal id, executed already)."""
 
     @abstractmethod
+    def member_id(self, address: str) -> int:
+        """The Consortium member id of ``address`` (kept after removal; 0: never a member)."""
+
+    @abstractmethod
+    def member_address(self, member_id: int) -> str | None:
+        """The current (or last) address of member ``member_id``; None for an unknown id."""
+
+    @abstractmethod
+    def propose_call(self, target: str, data: bytes, description: str) -> tuple[int, bool]:
+        """Propose that the Consortium calls ``target`` with ``data`` (a call proposal, kind
+        3) with this node's vote; return (proposal id, executed already: this vote alone
+        was a strict majority)."""
+
+    @abstractmethod
+    def vote(self, proposal_id: int) -> bool:
+        """Vote for a proposal as this node; return whether it executed with this vote.
+        Raises ``ContractReverted`` (ConsortiumUnknownProposal, ...AlreadyVoted,
+        ...ProposalExecuted, ...ProposalExpired, or the called contract's own error when
+        the majority's call reverts)."""
+
+    @abstractmethod
+    def proposal(self, proposal_id: int) -> Proposal | None:
+        """A proposal with its votes and, for a call proposal, what it calls; None if no
+        proposal has this id."""
+
+    @abstractmethod
+    def call_proposals(self, target: str) -> list[Proposal]:
+        """Every call proposal aimed at ``target`` (``CallProposed`` events), oldest
+        first, with its current state."""
+
+    @abstractmethod
     def switch_signer(self, signer: SignerAPI, *, move_funds: bool = True) -> None:
         """Send from ``signer``'s account from now on (waits for any send in progress; the
         nonce is re-read). ``move_funds`` first transfers the old account's balance, less
@@ -174,38 +229,79 @@ class ChainClientAPI(ABC):
 
 
 class ZkGateAPI(ABC):
-    """The consortium's credential tree and zero-knowledge access gate, on-chain."""
+    """The consortium's credential tree (CredentialRegistry v2, a LeanIMT) and the
+    zero-knowledge access gate (ZkAccessGate v2), on-chain.
 
+    Write methods raise ``ContractReverted`` (with the decoded custom error) when the
+    contract refuses, having changed nothing, and ``ChainUnavailable`` when the node cannot
+    be reached.
+    """
+
+    @property
     @abstractmethod
-    def add_credentials(self, commitments: Sequence[int]) -> TxResult:
-        """Add clinician credential commitments (tree leaves) as this hospital."""
+    def deployment(self) -> ZkDeployment:
+        """The ZK contracts' addresses."""
+
+    @property
+    @abstractmethod
+    def chain_id(self) -> int:
+        """The chain id that proofs for this gate commit to (in their scope)."""
+
+    @property
+    @abstractmethod
+    def gate_address(self) -> str:
+        """The gate's checksummed address that proofs commit to (in their scope)."""
+
+    @property
+    @abstractmethod
+    def start_block(self) -> int:
+        """The block the ZK contracts were deployed in (scan events from it)."""
+
+    # -- credentials ---------------------------------------------------------------
+    @abstractmethod
+    def issue_credentials(
+        self, identity_commitments: Sequence[int], roles: Sequence[int], expiries: Sequence[int]
+    ) -> TxResult:
+        """Issue one credential per identity commitment as this hospital (the registry puts
+        this hospital's member id in each leaf), in one transaction and one new root."""
 
     @abstractmethod
     def revoke_credential(
-        self, commitment: int, siblings: Sequence[int], path_indices: Sequence[int]
+        self,
+        identity_commitment: int,
+        hospital_id: int,
+        role: int,
+        expiry: int,
+        siblings: Sequence[int],
     ) -> TxResult:
-        """Remove a commitment this hospital added; invalidates every earlier root."""
+        """Set the leaf with this preimage to 0 (``siblings``: its LeanIMT proof); every
+        earlier root stops being valid."""
 
     @abstractmethod
     def current_root(self) -> int: ...
 
     @abstractmethod
     def is_valid_root(self, root: int) -> bool:
-        """True iff proofs against ``root`` are accepted now (recent and not revoked)."""
+        """True iff proofs against ``root`` are accepted now (recent, not 0, no revocation
+        since)."""
 
     @abstractmethod
     def credential_events(self, from_block: int, to_block: int) -> list[CredentialEvent]:
-        """Additions and revocations in the block range, in chain order."""
+        """``CredentialIssued`` and ``CredentialRevoked`` in the block range, in chain
+        order."""
 
-    @abstractmethod
-    def set_category_policy(self, category: bytes, allowed_roles: int) -> TxResult: ...
-
+    # -- policies and access ---------------------------------------------------------
     @abstractmethod
     def category_policy(self, category: bytes) -> int:
-        """Roles bitmask allowed to read ``category`` with a proof; 0 when none."""
+        """Roles bitmask the consortium allows to read ``category`` with a proof (0: none)."""
 
     @abstractmethod
-    def nullifier_used(self, nullifier_hash: int) -> bool: ...
+    def epoch_length(self) -> int:
+        """Seconds per epoch of the epoch nullifier (the gate's immutable)."""
+
+    @abstractmethod
+    def request_used(self, record_id: bytes, signal: bytes) -> bool:
+        """Whether the gate already recorded an access with this (record, signal)."""
 
     @abstractmethod
     def access_batch(self, requests: Sequence[ZkAccessRequest]) -> TxResult:
@@ -213,6 +309,10 @@ class ZkGateAPI(ABC):
 
     @abstractmethod
     def access_events(
-        self, *, record_id: bytes | None = None, from_block: int | None = None
+        self,
+        *,
+        record_id: bytes | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
     ) -> list[ZkAccessEvent]:
-        """``ZkAccessGranted`` events, optionally for one record, in chain order."""
+        """v2 ``ZkAccessGranted`` events, optionally for one record, in chain order."""

@@ -96,51 +96,71 @@ class AuditEvent:
 
 @dataclass(frozen=True, slots=True)
 class ZkAccessRequest:
-    """One anonymous access for ZkAccessGate: the proof's public inputs are rebuilt on-chain
-    from these fields (root, the category's roles policy, time, nullifiers, signal)."""
+    """One anonymous access for ZkAccessGate v2 (``AccessRequest``): the gate rebuilds the
+    proof's four public inputs (root, context, scope, epochNullifier) from these fields and
+    checks the patient's reader-class consent named by (scope_kind, class_hospital,
+    class_roles)."""
 
     record_id: bytes
+    patient: str
     category: bytes  # keccak256 of the category name
+    scope_kind: int  # 0 record, 1 category, 2 everything
+    class_hospital: int  # 0: any member hospital
+    class_roles: int  # the consent's 16-bit roles mask
     root: int
     current_time: int
-    signal: bytes  # 32 bytes: the requester's ephemeral X25519 public key
-    nullifier_hash: int
+    signal: bytes  # 32 bytes: the requester's one-time X25519 public key
+    epoch_nullifier: int
     proof: tuple[int, ...]  # 8 words, EVM order
 
-    def as_tuple(self) -> tuple[bytes, bytes, int, int, bytes, int]:
+    def as_tuple(self) -> tuple[bytes, str, bytes, int, int, int, int, int, bytes, int]:
         return (
             self.record_id,
+            self.patient,
             self.category,
+            self.scope_kind,
+            self.class_hospital,
+            self.class_roles,
             self.root,
             self.current_time,
             self.signal,
-            self.nullifier_hash,
+            self.epoch_nullifier,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class CredentialEvent:
-    """A clinician credential commitment added to or revoked from the on-chain tree."""
+    """A credential leaf issued into, or revoked from, the on-chain LeanIMT.
 
-    kind: str  # "added" | "revoked"
-    hospital: str
-    commitment: int
+    ``issued``: the leaf's preimage (identity commitment, issuer's member id, role, licence
+    expiry) as the registry emitted it. ``revoked``: the leaf, its index and the issuer's id;
+    the preimage fields are 0 and ``revoked_by`` names the caller."""
+
+    kind: str  # "issued" | "revoked"
+    leaf: int
+    identity_commitment: int
+    hospital_id: int
+    role: int
+    expiry: int
     index: int
     root: int
+    revoked_by: str | None
     block_number: int
     log_index: int
 
 
 @dataclass(frozen=True, slots=True)
 class ZkAccessEvent:
-    """A ``ZkAccessGranted`` event: which record, under which nullifier and policy; no
-    clinician identity exists to report."""
+    """A v2 ``ZkAccessGranted`` event: which record, in which epoch, under which epoch
+    nullifier (the same for one credential, record and epoch; nothing else about the
+    reader)."""
 
     record_id: bytes
-    nullifier_hash: int
+    patient: str
+    epoch_nullifier: int
+    epoch: int
     category: bytes
     signal: bytes
-    root: int
     relayer: str
     tx_hash: bytes
     block_number: int

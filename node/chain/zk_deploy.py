@@ -1,16 +1,18 @@
-"""Deploy the zero-knowledge access contracts next to an existing consortium.
+"""Deploy the zero-knowledge access contracts (v2) next to an existing consortium.
 
-Order: PoseidonT3 (library) -> CredentialRegistry (PoseidonT3 linked into its bytecode) ->
-ClinicianAccessVerifier (the node's verification key as constructor arguments, so no solc is
-needed) -> ZkAccessGate(consortium, registry, verifier, maxProofAge, maxClockSkew).
-Transactions are sent from ``w3.eth.default_account``, as ``node.chain.deploy`` does.
+Order: PoseidonT3 (library) -> any further library the registry links (e.g. zk-kit's
+LeanIMT when it is not inlined) -> CredentialRegistry(consortium) with the libraries linked
+-> ClinicianAccessVerifier (the node's verification key as constructor arguments, so no solc
+is needed) -> ZkAccessGate(consortium, registry, consentRegistry, verifier, maxProofAge,
+maxClockSkew, epochLength). Transactions are sent from ``w3.eth.default_account``, as
+``node.chain.deploy`` does.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
 
@@ -23,18 +25,24 @@ from node.chain.exceptions import ChainError, DeploymentFailed
 
 #: The verifier contract of the ``clinician_access`` circuit.
 CLINICIAN_VERIFIER = "ClinicianAccessVerifier"
+#: Public inputs of clinician_access v2: root, context, scope, epochNullifier.
+CLINICIAN_PUBLIC_INPUTS = 4
+MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True)
 class ZkDeployment:
-    """Addresses of the ZK contracts; ``block_number`` is the PoseidonT3 deployment block
-    (scan CredentialAdded / ZkAccessGranted events from it)."""
+    """Addresses of the ZK contracts (v2); ``block_number`` is the first deployment's
+    block (scan CredentialIssued / ZkAccessGranted events from it). ``libraries`` holds
+    every linked library but PoseidonT3 (name -> address)."""
 
     poseidon_t3: str
     credential_registry: str
     clinician_verifier: str
     zk_access_gate: str
     block_number: int
+    libraries: dict[str, str] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -48,16 +56,26 @@ class ZkDeployment:
             raise ChainError("ZK deployment manifest is not valid JSON") from err
         if not isinstance(data, dict):
             raise ChainError("ZK deployment manifest must be a JSON object")
+        if data.get("version") != MANIFEST_VERSION:
+            raise ChainError(
+                "the ZK deployment manifest is from v1 (credential commitments chosen by the "
+                "clinician): deploy the v2 contracts and issue the credentials again "
+                "(docs/zk.md, migration)"
+            )
         missing = {f.name for f in fields(cls)} - data.keys()
         if missing:
             raise ChainError(f"ZK deployment manifest lacks {sorted(missing)}")
         try:
+            libraries = data["libraries"]
+            if not isinstance(libraries, dict):
+                raise TypeError("libraries must be an object")
             return cls(
                 poseidon_t3=_address(data["poseidon_t3"]),
                 credential_registry=_address(data["credential_registry"]),
                 clinician_verifier=_address(data["clinician_verifier"]),
                 zk_access_gate=_address(data["zk_access_gate"]),
                 block_number=_int(data["block_number"]),
+                libraries={str(k): _address(v) for k, v in libraries.items()},
             )
         except (TypeError, ValueError) as err:
             raise ChainError(f"invalid ZK deployment manifest ({err})") from err
@@ -99,14 +117,17 @@ def link_bytecode(name: str, libraries: Mapping[str, str]) -> str:
 def deploy_zk_contracts(
     w3: Web3,
     consortium_address: str,
+    consent_registry_address: str,
     clinician_vk_json: Mapping[str, Any] | str,
     *,
     max_proof_age: int = 3600,
     max_clock_skew: int = 900,
+    epoch_length: int = 86400,
 ) -> ZkDeployment:
-    """Deploy PoseidonT3, CredentialRegistry, ClinicianAccessVerifier (with the key
-    ``clinician_vk_json``, snarkjs ``verification_key.json``, 6 public inputs) and
-    ZkAccessGate for the consortium at ``consortium_address``.
+    """Deploy PoseidonT3 (and any other library the registry links), CredentialRegistry,
+    ClinicianAccessVerifier (with the key ``clinician_vk_json``, snarkjs
+    ``verification_key.json``, 4 public inputs) and ZkAccessGate for the consortium at
+    ``consortium_address`` and its ConsentRegistry.
 
     Raises ``DeploymentFailed`` for a bad key or account, ``ContractReverted`` when a
     constructor reverts and ``ChainUnavailable`` when the node cannot be reached.
@@ -117,28 +138,35 @@ def deploy_zk_contracts(
     account = w3.eth.default_account
     if not account or not is_address(account):
         raise DeploymentFailed("w3.eth.default_account is not set")
-    if not is_address(consortium_address):
-        raise DeploymentFailed("invalid consortium address")
+    if not is_address(consortium_address) or not is_address(consent_registry_address):
+        raise DeploymentFailed("invalid consortium or consent registry address")
     deployer = to_checksum_address(account)
     consortium = to_checksum_address(consortium_address)
+    consents = to_checksum_address(consent_registry_address)
     try:
         alpha, beta, gamma, delta, ic = vk_constructor_args(clinician_vk_json)
     except ZKError as err:
         raise DeploymentFailed(f"unusable clinician verification key ({err})") from err
-    if len(ic) != 7:
-        raise DeploymentFailed("the clinician verification key must have 6 public inputs")
+    if len(ic) != CLINICIAN_PUBLIC_INPUTS + 1:
+        raise DeploymentFailed(
+            f"the clinician verification key must have {CLINICIAN_PUBLIC_INPUTS} public inputs"
+        )
 
     poseidon, block_number = _deploy(w3, deployer, "PoseidonT3")
-    registry, _ = _deploy(
-        w3,
-        deployer,
-        "CredentialRegistry",
-        consortium,
-        bytecode=link_bytecode("CredentialRegistry", {"PoseidonT3": poseidon}),
-    )
+    libraries = {"PoseidonT3": poseidon}
+    registry = _deploy_linked(w3, deployer, "CredentialRegistry", libraries, consortium)
     verifier, _ = _deploy(w3, deployer, CLINICIAN_VERIFIER, alpha, beta, gamma, delta, ic)
     gate, _ = _deploy(
-        w3, deployer, "ZkAccessGate", consortium, registry, verifier, max_proof_age, max_clock_skew
+        w3,
+        deployer,
+        "ZkAccessGate",
+        consortium,
+        registry,
+        consents,
+        verifier,
+        max_proof_age,
+        max_clock_skew,
+        epoch_length,
     )
     return ZkDeployment(
         poseidon_t3=poseidon,
@@ -146,16 +174,31 @@ def deploy_zk_contracts(
         clinician_verifier=verifier,
         zk_access_gate=gate,
         block_number=block_number,
+        libraries={k: v for k, v in libraries.items() if k != "PoseidonT3"},
     )
 
 
-# Creation gas with headroom over docs/gas.md (3.61M / 1.59M / 695k / 796k): py-evm
-# estimates by binary search, re-running a 3.6M-gas creation ~20 times.
+def _deploy_linked(
+    w3: Web3, deployer: str, name: str, libraries: dict[str, str], *args: Any
+) -> str:
+    """Deploy ``name`` after every library its bytecode links (recursively), recording each
+    library's address in ``libraries``."""
+    for _source, libs in link_references(name).items():
+        for lib in libs:
+            if lib not in libraries:
+                libraries[lib] = _deploy_linked(w3, deployer, lib, libraries)
+    bytecode = link_bytecode(name, libraries) if link_references(name) else None
+    address, _ = _deploy(w3, deployer, name, *args, bytecode=bytecode)
+    return address
+
+
+# Creation gas with headroom over docs/gas.md: py-evm estimates by binary search,
+# re-running a 3.6M-gas creation ~20 times. Others (a linked LeanIMT library) estimate.
 _DEPLOY_GAS = {
-    "PoseidonT3": 4_500_000,
-    "CredentialRegistry": 2_200_000,
+    "PoseidonT3": 5_000_000,  # 3.93M (generated by zk/export/poseidon_solidity.py)
+    "CredentialRegistry": 3_000_000,
     CLINICIAN_VERIFIER: 1_000_000,
-    "ZkAccessGate": 1_100_000,
+    "ZkAccessGate": 2_000_000,
 }
 
 

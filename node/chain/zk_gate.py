@@ -1,4 +1,5 @@
-"""``ZkGateAPI`` over web3: the CredentialRegistry and ZkAccessGate contracts.
+"""``ZkGateAPI`` over web3: CredentialRegistry v2 (a LeanIMT of credential leaves) and
+ZkAccessGate v2.
 
 Sends go through the node's ``Web3ChainClient`` (one nonce lock for the node's account).
 """
@@ -18,21 +19,33 @@ from node.chain.models import CredentialEvent, TxResult, ZkAccessEvent, ZkAccess
 from node.chain.zk_deploy import ZkDeployment
 
 MAX_ZK_BATCH = 32
+MAX_CREDENTIAL_BATCH = 32  # one insertMany per request, far inside a block
 
 
 def access_gas_limit(proofs: int) -> int:
-    """Headroom over docs/gas.md: a pairing per proof plus three, scalar multiplications, a
-    fresh nullifier slot and an event each."""
+    """Headroom over docs/gas.md: a pairing per proof plus three, the input sums, a fresh
+    request slot and an event each, plus the consent lookups."""
     return 400_000 + 160_000 * proofs
 
 
-def credential_gas_limit(commitments: int) -> int:
-    """An insertion hashes 20 levels with PoseidonT3 (~670k gas; ~1.6M for the tree's
-    first, which initialises its storage)."""
-    return 1_800_000 + 750_000 * commitments
+def credential_gas_limit(leaves: int) -> int:
+    """A LeanIMT insertion hashes at most 20 levels with PoseidonT3 (~30k gas per hash is a
+    generous bound) and writes a few slots."""
+    return 400_000 + 250_000 * leaves
 
 
-MAX_CREDENTIAL_BATCH = 32  # keeps an addCredentials call inside a 30M-gas block
+# A revocation recomputes one path twice (the old leaf to check it, then the zero leaf):
+# up to 40 PoseidonT3 hashes (~17k each, docs/gas.md) at depth 20, plus the leaf hash.
+REVOKE_GAS_LIMIT = 1_200_000
+
+
+def _event_abi(abi: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(item for item in abi if item.get("type") == "event" and item["name"] == name)
+
+
+def _topic(w3: Any, abi: dict[str, Any]) -> str:
+    signature = f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
+    return "0x" + bytes(w3.keccak(text=signature)).hex()
 
 
 class Web3ZkGate(ZkGateAPI):
@@ -46,30 +59,54 @@ class Web3ZkGate(ZkGateAPI):
         self._gate = w3.eth.contract(
             address=deployment.zk_access_gate, abi=load_artifact("ZkAccessGate").abi
         )
-        self._credential_events: dict[str, dict[str, Any]] = {
-            item["name"]: item
-            for item in self._registry.abi
-            if item.get("type") == "event"
-            and item["name"] in ("CredentialAdded", "CredentialRevoked")
-        }
+        self._issued = _event_abi(self._registry.abi, "CredentialIssued")
+        self._revoked = _event_abi(self._registry.abi, "CredentialRevoked")
+        self._granted = _event_abi(self._gate.abi, "ZkAccessGranted")
+        self._chain_id: int | None = None
+        self._epoch_length: int | None = None
 
     @property
     def deployment(self) -> ZkDeployment:
         return self._deployment
 
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self._client.call(lambda: self._client.web3.eth.chain_id))
+        return self._chain_id
+
+    @property
+    def gate_address(self) -> str:
+        return self._deployment.zk_access_gate
+
+    @property
+    def start_block(self) -> int:
+        return self._deployment.block_number
+
     # -- credentials ---------------------------------------------------------------
-    def add_credentials(self, commitments: Sequence[int]) -> TxResult:
-        fn = self._registry.functions.addCredentials(list(commitments))
-        tx_hash, receipt = self._client.transact(fn, credential_gas_limit(len(commitments)))
+    def issue_credentials(
+        self, identity_commitments: Sequence[int], roles: Sequence[int], expiries: Sequence[int]
+    ) -> TxResult:
+        fn = self._registry.functions.issueCredentials(
+            list(identity_commitments), list(roles), list(expiries)
+        )
+        tx_hash, receipt = self._client.transact(
+            fn, credential_gas_limit(len(identity_commitments))
+        )
         return TxResult(tx_hash, int(receipt["blockNumber"]))
 
     def revoke_credential(
-        self, commitment: int, siblings: Sequence[int], path_indices: Sequence[int]
+        self,
+        identity_commitment: int,
+        hospital_id: int,
+        role: int,
+        expiry: int,
+        siblings: Sequence[int],
     ) -> TxResult:
         fn = self._registry.functions.revokeCredential(
-            commitment, list(siblings), list(path_indices)
+            identity_commitment, hospital_id, role, expiry, list(siblings)
         )
-        tx_hash, receipt = self._client.transact(fn, credential_gas_limit(2))
+        tx_hash, receipt = self._client.transact(fn, REVOKE_GAS_LIMIT)
         return TxResult(tx_hash, int(receipt["blockNumber"]))
 
     def current_root(self) -> int:
@@ -80,32 +117,31 @@ class Web3ZkGate(ZkGateAPI):
 
     def credential_events(self, from_block: int, to_block: int) -> list[CredentialEvent]:
         w3 = self._client.web3
-        logs = self._client.call(
-            lambda: w3.eth.get_logs(
-                {
-                    "fromBlock": from_block,
-                    "toBlock": to_block,
-                    "address": self._deployment.credential_registry,
-                }
-            )
-        )
-        topics = {
-            w3.keccak(text=f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"): abi
-            for abi in self._credential_events.values()
+        issued, revoked = _topic(w3, self._issued), _topic(w3, self._revoked)
+        params: dict[str, Any] = {
+            "fromBlock": from_block,
+            "toBlock": to_block,
+            "address": self._deployment.credential_registry,
+            "topics": [[issued, revoked]],
         }
+        logs = self._client.call(lambda: w3.eth.get_logs(params))  # type: ignore[arg-type]
         events: list[CredentialEvent] = []
         for entry in logs:
-            abi = topics.get(bytes(entry["topics"][0]))
-            if abi is None:
-                continue
+            topic0 = "0x" + bytes(entry["topics"][0]).hex()
+            abi = self._issued if topic0 == issued else self._revoked
             args = get_event_data(w3.codec, abi, entry)["args"]  # type: ignore[arg-type]
+            is_issue = abi is self._issued
             events.append(
                 CredentialEvent(
-                    kind="added" if abi["name"] == "CredentialAdded" else "revoked",
-                    hospital=to_checksum_address(args["hospital"]),
-                    commitment=int(args["commitment"]),
+                    kind="issued" if is_issue else "revoked",
+                    leaf=int(args["leaf"]),
+                    identity_commitment=int(args["identityCommitment"]) if is_issue else 0,
+                    hospital_id=int(args["hospitalId"]),
+                    role=int(args["role"]) if is_issue else 0,
+                    expiry=int(args["expiry"]) if is_issue else 0,
                     index=int(args["index"]),
                     root=int(args["root"]),
+                    revoked_by=None if is_issue else to_checksum_address(args["revokedBy"]),
                     block_number=int(entry["blockNumber"]),
                     log_index=int(entry["logIndex"]),
                 )
@@ -114,16 +150,16 @@ class Web3ZkGate(ZkGateAPI):
         return events
 
     # -- policies and access ---------------------------------------------------------
-    def set_category_policy(self, category: bytes, allowed_roles: int) -> TxResult:
-        fn = self._gate.functions.setCategoryPolicy(category, allowed_roles)
-        tx_hash, receipt = self._client.transact(fn)
-        return TxResult(tx_hash, int(receipt["blockNumber"]))
-
     def category_policy(self, category: bytes) -> int:
         return int(self._client.call(self._gate.functions.categoryPolicy(category).call))
 
-    def nullifier_used(self, nullifier_hash: int) -> bool:
-        return bool(self._client.call(self._gate.functions.nullifierUsed(nullifier_hash).call))
+    def epoch_length(self) -> int:
+        if self._epoch_length is None:
+            self._epoch_length = int(self._client.call(self._gate.functions.epochLength().call))
+        return self._epoch_length
+
+    def request_used(self, record_id: bytes, signal: bytes) -> bool:
+        return bool(self._client.call(self._gate.functions.requestUsed(record_id, signal).call))
 
     def access_batch(self, requests: Sequence[ZkAccessRequest]) -> TxResult:
         fn = self._gate.functions.accessBatch(
@@ -133,37 +169,34 @@ class Web3ZkGate(ZkGateAPI):
         return TxResult(tx_hash, int(receipt["blockNumber"]))
 
     def access_events(
-        self, *, record_id: bytes | None = None, from_block: int | None = None
+        self,
+        *,
+        record_id: bytes | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
     ) -> list[ZkAccessEvent]:
         w3 = self._client.web3
-        abi = next(
-            item
-            for item in self._gate.abi
-            if item.get("type") == "event" and item["name"] == "ZkAccessGranted"
-        )
-        topic0 = "0x" + w3.keccak(
-            text=f"ZkAccessGranted({','.join(i['type'] for i in abi['inputs'])})"
-        ).hex().removeprefix("0x")
-        topics: list[Any] = [topic0]
+        topics: list[Any] = [_topic(w3, self._granted)]
         if record_id is not None:
             topics.append("0x" + record_id.hex())
         params: dict[str, Any] = {
             "fromBlock": self._deployment.block_number if from_block is None else from_block,
-            "toBlock": "latest",
+            "toBlock": "latest" if to_block is None else to_block,
             "address": self._deployment.zk_access_gate,
             "topics": topics,
         }
         logs = self._client.call(lambda: w3.eth.get_logs(params))  # type: ignore[arg-type]
         events = []
         for entry in logs:
-            args = get_event_data(w3.codec, abi, entry)["args"]  # type: ignore[arg-type]
+            args = get_event_data(w3.codec, self._granted, entry)["args"]  # type: ignore[arg-type]
             events.append(
                 ZkAccessEvent(
                     record_id=bytes(args["recordId"]),
-                    nullifier_hash=int(args["nullifierHash"]),
+                    patient=to_checksum_address(args["patient"]),
+                    epoch_nullifier=int(args["epochNullifier"]),
+                    epoch=int(args["epoch"]),
                     category=bytes(args["category"]),
                     signal=bytes(args["signal"]),
-                    root=int(args["root"]),
                     relayer=to_checksum_address(args["relayer"]),
                     tx_hash=bytes(entry["transactionHash"]),
                     block_number=int(entry["blockNumber"]),

@@ -15,10 +15,14 @@ zk_app = typer.Typer(
     help="Zero-knowledge circuits, keys, ceremonies and anonymous reads.", no_args_is_help=True
 )
 ceremony_app = typer.Typer(help="Multi-party phase-2 setup (snarkjs).", no_args_is_help=True)
-credential_app = typer.Typer(help="Clinician credentials.", no_args_is_help=True)
+credential_app = typer.Typer(
+    help="Clinician credentials (issued by hospitals).", no_args_is_help=True
+)
+identity_app = typer.Typer(help="A clinician's identity (secret).", no_args_is_help=True)
 policy_app = typer.Typer(help="Category policies (DSL and on-chain).", no_args_is_help=True)
 zk_app.add_typer(ceremony_app, name="ceremony")
 zk_app.add_typer(credential_app, name="credential")
+zk_app.add_typer(identity_app, name="identity")
 zk_app.add_typer(policy_app, name="policy")
 
 KeysDir = Annotated[Path, typer.Option("--keys-dir", help="where circuit keys live")]
@@ -182,78 +186,150 @@ def policy_compile(
         )
 
 
-@policy_app.command("set")
-def policy_set(
+@policy_app.command("propose")
+def policy_propose(
     category: str,
-    roles: Annotated[str, typer.Option(help="comma-separated roles, e.g. physician,nurse")],
+    roles: Annotated[
+        str, typer.Option(help="comma-separated roles, e.g. physician,nurse ('' for nobody)")
+    ],
     url: Url = "http://127.0.0.1:8700",
     token: Token = None,
 ) -> None:
-    """Set which roles may read a category with a proof (on-chain, hospital token)."""
+    """Propose which roles may read a category with a proof: a Consortium vote (hospital
+    token); the other members vote with `emr-node governance vote ID`."""
     from node.client import EmrClient
 
+    wanted = [r.strip() for r in roles.split(",") if r.strip()]
     with EmrClient(url, token) as client:
-        result = _guard(lambda: client.zk.set_policy(category, roles.split(",")))
+        result = _guard(lambda: client.zk.propose_policy(category, wanted))
     typer.echo(json.dumps(result, indent=2))
 
 
-# -- credentials and reads ------------------------------------------------------------
-@credential_app.command("new")
-def credential_new(
-    hospital: Annotated[str, typer.Option(help="issuing hospital's address")],
-    role: Annotated[str, typer.Option(help="e.g. physician, nurse")],
-    out: Annotated[Path, typer.Option("--out", help="credential file (kept secret, 0600)")],
-    valid_days: Annotated[int, typer.Option(help="licence validity")] = 365,
+@policy_app.command("show")
+def policy_show(category: str, url: Url = "http://127.0.0.1:8700") -> None:
+    """A category's roles policy now and the open proposals to change it."""
+    from node.client import EmrClient
+
+    with EmrClient(url) as client:
+        result = _guard(lambda: client.zk.policy(category))
+    typer.echo(json.dumps(result, indent=2))
+
+
+# -- identities, credentials and reads ------------------------------------------------
+@identity_app.command("new")
+def identity_new(
+    out: Annotated[Path, typer.Option("--out", help="identity file (kept secret, 0600)")],
 ) -> None:
-    """Create a clinician credential; register its commitment (not the file) with the hospital."""
-    from zk.credentials import Credential
+    """Create a clinician identity; hand only its commitment to the hospital."""
+    from zk.credentials import Identity
 
     if out.exists():
-        _fail(f"{out} exists: a credential is never overwritten")
-    expiry = int(time.time()) + valid_days * 86400
-    credential = _guard(lambda: Credential.generate(hospital, role, expiry))
-    _guard(lambda: credential.save(out))
-    typer.echo(f"commitment {credential.commitment}\nsaved to {out} (keep it secret)")
+        _fail(f"{out} exists: an identity is never overwritten")
+    identity = Identity.generate()
+    _guard(lambda: identity.save(out))
+    typer.echo(f"identity commitment {identity.commitment}\nsaved to {out} (keep it secret)")
 
 
-@credential_app.command("register")
-def credential_register(
-    commitment: str, url: Url = "http://127.0.0.1:8700", token: Token = None
+@identity_app.command("accept")
+def identity_accept(
+    identity_file: Annotated[Path, typer.Argument(help="the identity file")],
+    receipt: Annotated[
+        Path, typer.Option("--receipt", help="the hospital's answer to the issuance (JSON)")
+    ],
 ) -> None:
-    """Add a credential commitment to the consortium tree (hospital token)."""
+    """Store the credential the hospital issued to this identity in the identity file
+    (checked: the leaf must be the one the registry built from these attributes)."""
+    from zk.credentials import Identity, IssuedCredential, role_index
+    from zk.exceptions import InputError
+
+    def accept() -> IssuedCredential:
+        identity = Identity.load(identity_file)
+        data = json.loads(receipt.read_text())
+        entries = data.get("credentials", [data]) if isinstance(data, dict) else data
+        mine = [e for e in entries if str(e.get("identity_commitment")) == str(identity.commitment)]
+        if not mine:
+            raise InputError("the receipt holds no credential for this identity")
+        entry = mine[0]
+        issued = IssuedCredential(
+            identity,
+            int(entry["hospital_id"]),
+            role_index(entry["role"]),
+            int(entry["licence_expiry"]),
+        )
+        if str(issued.leaf) != str(entry["leaf"]):
+            raise InputError("the receipt's leaf does not match its attributes")
+        issued.save(identity_file)
+        return issued
+
+    issued = _guard(accept)
+    typer.echo(
+        f"credential leaf {issued.leaf}: {issued.role_name} of hospital {issued.hospital_id}, "
+        f"licence until {issued.licence_expiry}; saved to {identity_file}"
+    )
+
+
+@credential_app.command("issue")
+def credential_issue(
+    identity_commitment: str,
+    clinician: Annotated[str, typer.Option(help="the clinician's address in the directory")],
+    out: Annotated[Path | None, typer.Option("--out", help="receipt file (JSON)")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    token: Token = None,
+) -> None:
+    """Issue a credential (hospital token): the node takes role and licence expiry from its
+    clinician directory; the clinician stores the receipt with `zk identity accept`."""
     from node.client import EmrClient
 
     with EmrClient(url, token) as client:
-        result = _guard(lambda: client.zk.add_credentials([int(commitment, 0)]))
-    typer.echo(json.dumps(result, indent=2))
+        result = _guard(
+            lambda: client.zk.issue_credentials([(int(identity_commitment, 0), clinician)])
+        )
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    typer.echo(text)
 
 
 @credential_app.command("revoke")
-def credential_revoke(
-    commitment: str, url: Url = "http://127.0.0.1:8700", token: Token = None
-) -> None:
-    """Revoke a credential this hospital registered (hospital token)."""
+def credential_revoke(leaf: str, url: Url = "http://127.0.0.1:8700", token: Token = None) -> None:
+    """Revoke a credential by its leaf (hospital token): one this hospital issued, or one of
+    a hospital removed from the consortium."""
     from node.client import EmrClient
 
     with EmrClient(url, token) as client:
-        result = _guard(lambda: client.zk.revoke_credential(int(commitment, 0)))
+        result = _guard(lambda: client.zk.revoke_credential(int(leaf, 0)))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@credential_app.command("revoke-member")
+def credential_revoke_member(
+    hospital: str, url: Url = "http://127.0.0.1:8700", token: Token = None
+) -> None:
+    """Revoke every credential of a hospital removed from the consortium (hospital token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        result = _guard(lambda: client.zk.revoke_member(hospital))
     typer.echo(json.dumps(result, indent=2))
 
 
 @zk_app.command("read")
 def zk_read(
     record_id: str,
-    credential_file: Annotated[Path, typer.Option("--credential")],
+    identity_file: Annotated[
+        Path, typer.Option("--identity", help="identity file with its issued credential")
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="default: stdout")] = None,
     url: Url = "http://127.0.0.1:8700",
     keys_dir: KeysDir = Path("~/.cache/emr-node/zk-client"),
 ) -> None:
-    """Read a record anonymously: prove with the credential, open the sealed answer."""
+    """Read a record anonymously: build the Merkle proof from the public tree, pick a class
+    the patient consented to, prove, open the sealed answer."""
     from node.client import EmrClient
     from node.zkaccess.clinician import ClinicianProver
-    from zk.credentials import Credential
+    from zk.credentials import IssuedCredential
 
-    credential = _guard(lambda: Credential.load(credential_file))
+    credential = _guard(lambda: IssuedCredential.load(identity_file))
     prover = ClinicianProver(credential, keys_dir.expanduser())
     with EmrClient(url) as client:
         result = _guard(lambda: prover.read(client, record_id))
@@ -265,6 +341,24 @@ def zk_read(
             f"wrote {len(result.content)} bytes to {out} (proved in "
             f"{result.prove_seconds * 1000:.0f} ms; access recorded in tx {result.tx_hash})"
         )
+
+
+@zk_app.command("readers")
+def readers(
+    record: str,
+    from_time: Annotated[int | None, typer.Option("--from", help="unix time")] = None,
+    to_time: Annotated[int | None, typer.Option("--to", help="unix time")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="EMR_TOKEN", help="auditor API token")
+    ] = None,
+) -> None:
+    """Per epoch: anonymous reads of a record and distinct credentials (auditor token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        result = _guard(lambda: client.zk.readers(record, from_time, to_time))
+    typer.echo(json.dumps(result, indent=2))
 
 
 @zk_app.command("accesses")

@@ -34,9 +34,14 @@ def check_zk_deployment(w3: Web3, deployment: ZkDeployment, vk_json: str) -> lis
     another verification key. The key lives in the verifier's immutables, i.e. in its
     runtime code, so every key word must appear there."""
     problems = []
-    for name in ("poseidon_t3", "credential_registry", "clinician_verifier", "zk_access_gate"):
-        if not w3.eth.get_code(getattr(deployment, name)):
-            problems.append(f"no contract code at {name} {getattr(deployment, name)}")
+    named = {
+        name: getattr(deployment, name)
+        for name in ("poseidon_t3", "credential_registry", "clinician_verifier", "zk_access_gate")
+    }
+    named.update(deployment.libraries)
+    for name, address in named.items():
+        if not w3.eth.get_code(address):
+            problems.append(f"no contract code at {name} {address}")
     code = bytes(w3.eth.get_code(deployment.clinician_verifier))
     if code and not all(w.to_bytes(32, "big") in code for w in _vk_words(vk_json)):
         problems.append(
@@ -51,10 +56,12 @@ def ensure_zk_deployment(
     manifest: Path,
     account: BaseAccount,
     consortium: str,
+    consent_registry: str,
     vk_json: str,
     *,
     max_proof_age: int,
     max_clock_skew: int,
+    epoch_length: int,
 ) -> tuple[ZkDeployment, bool]:
     """(deployment, deployed now). Raises ``DeploymentMismatch`` when the manifest does not
     match the chain or this node's keys."""
@@ -73,9 +80,11 @@ def ensure_zk_deployment(
     deployment = deploy_zk_contracts(
         signing,
         consortium,
+        consent_registry,
         json.loads(vk_json),
         max_proof_age=max_proof_age,
         max_clock_skew=max_clock_skew,
+        epoch_length=epoch_length,
     )
     manifest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".zk-deployment-", suffix=".json", dir=manifest.parent)

@@ -66,6 +66,17 @@ def _key(shared: bytes, sender_public: bytes, recipient_public: bytes, context: 
     ).derive(shared)
 
 
+def check_recipient(recipient_public: bytes) -> None:
+    """Raise ``SealedBoxError`` unless a box can be sealed to ``recipient_public`` (32 bytes,
+    not a low-order point): checked before a read spends anything on-chain."""
+    if len(recipient_public) != 32:
+        raise SealedBoxError("an X25519 public key is 32 bytes")
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(recipient_public))
+    except ValueError as err:
+        raise SealedBoxError("unusable X25519 public key") from err
+
+
 def seal(recipient_public: bytes, plaintext: bytes, context: bytes) -> SealedBox:
     """Encrypt ``plaintext`` so that only the holder of ``recipient_public``'s private key
     can read it; ``context`` (e.g. the record id) is authenticated, not encrypted."""

@@ -16,4 +16,4 @@ def test_demo_observes_every_flow(running_node: RunningNode) -> None:
     events = seen["events"]
     assert isinstance(events, dict)
     assert events["ConsentGranted"] == 1 and events["ConsentRevoked"] == 1
-    assert any(line.startswith("6. a registered nurse read it anonymously") for line in lines)
+    assert any("a nurse read it anonymously" in line for line in lines)

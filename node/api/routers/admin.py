@@ -32,12 +32,20 @@ class TokenOut(BaseModel):
 class ClinicianIn(BaseModel):
     address: Address
     role: Annotated[str, Field(min_length=1, max_length=64)]
+    licence_expiry: int | None = Field(
+        None,
+        ge=1,
+        lt=2**40,
+        description="unix seconds; the node writes it into the clinician's zero-knowledge "
+        "credentials (with the role), none are issued without it",
+    )
 
 
 class ClinicianOut(BaseModel):
     address: str
     role: str
     added_at: int
+    licence_expiry: int | None
 
 
 @router.post(
@@ -124,11 +132,19 @@ def key_status(node: NodeDep, _admin: AdminDep) -> KeyStatusOut:
     "/clinicians",
     response_model=ClinicianOut,
     status_code=201,
-    summary="Register a clinician: hospital-wide consents then cover them (hospital)",
+    summary="Register a clinician: hospital-wide consents then cover them, and their "
+    "credentials carry this role and licence expiry (hospital)",
+    responses={
+        401: {"description": "no API token"},
+        403: {"description": "not a hospital token"},
+        422: {"description": "malformed body (address, role, licence_expiry)"},
+    },
 )
 def add_clinician(body: ClinicianIn, node: NodeDep, _caller: HospitalDep) -> ClinicianOut:
-    c = node.directory.add_clinician(body.address, body.role)
-    return ClinicianOut(address=c.address, role=c.role, added_at=c.added_at)
+    c = node.directory.add_clinician(body.address, body.role, body.licence_expiry)
+    return ClinicianOut(
+        address=c.address, role=c.role, added_at=c.added_at, licence_expiry=c.licence_expiry
+    )
 
 
 @router.get(
@@ -138,6 +154,8 @@ def add_clinician(body: ClinicianIn, node: NodeDep, _caller: HospitalDep) -> Cli
 )
 def list_clinicians(node: NodeDep, _caller: HospitalDep) -> list[ClinicianOut]:
     return [
-        ClinicianOut(address=c.address, role=c.role, added_at=c.added_at)
+        ClinicianOut(
+            address=c.address, role=c.role, added_at=c.added_at, licence_expiry=c.licence_expiry
+        )
         for c in node.directory.clinicians()
     ]

@@ -1,9 +1,13 @@
-"""Zero-knowledge access: credential registration by hospitals, Merkle paths and proving keys
-for clinicians, category policies, and anonymous reads with a proof instead of a wallet."""
+"""Zero-knowledge access (v2): credential issuance by hospitals (attributes from the
+hospital's directory), the public credential tree, the reader classes a record's patient
+consented to, anonymous reads with a proof instead of a wallet, and per-epoch reader counts
+for auditors."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
 from node.api.deps import AuditorDep, HospitalDep, NodeDep
@@ -11,41 +15,73 @@ from node.api.schemas.common import parse_hex32, to_hex
 from node.api.schemas.zk import (
     CredentialsIn,
     CredentialsOut,
-    PathOut,
-    PolicyIn,
-    PolicyOut,
-    RecordPolicyOut,
+    EpochReadersOut,
+    IssuedOut,
+    ReaderClassOut,
+    ReadersOut,
+    RecordAccessOut,
+    RevokedOut,
     RevokeIn,
-    RevokeOut,
+    RevokeMemberIn,
+    RevokeMemberOut,
     SealedOut,
+    TreeOut,
     ZkAccessOut,
     ZkInfoOut,
     ZkReadIn,
     ZkReadOut,
 )
 from node.consent.typed_data import category_hash
-from node.exceptions import Forbidden, InvalidRequest, NotFound
-from node.wiring import Node
+from node.exceptions import InvalidRequest, NotFound
+from node.flows.issue_credentials import (
+    IssueRequest,
+    RevokedLeaf,
+    issue_credentials,
+    revoke_credential,
+    revoke_member_credentials,
+)
 from node.zkaccess.service import ZkAccessService, ZkReadRequest
-from zk.credentials import roles_from_mask, roles_mask
-from zk.exceptions import InputError
+from zk.credentials import ROLES, roles_from_mask
 
 router = APIRouter(prefix="/zk", tags=["zero-knowledge"])
 
 
-def _service(node: Node) -> ZkAccessService:
+def get_zk(node: NodeDep) -> ZkAccessService:
     if node.zk is None:
         raise NotFound("zero-knowledge access is not enabled on this node")
     return node.zk
 
 
-def _role_names(mask: int) -> list[str]:
-    return roles_from_mask(mask)
+ZkDep = Annotated[ZkAccessService, Depends(get_zk)]
+
+_DISABLED = {404: {"description": "zero-knowledge access is disabled on this node"}}
+_HOSPITAL = {
+    401: {"description": "no API token"},
+    403: {"description": "not a hospital token"},
+    **_DISABLED,
+}
+_AUDITOR = {
+    401: {"description": "no API token"},
+    403: {"description": "not an auditor token"},
+    **_DISABLED,
+}
+_CHAIN = {503: {"description": "the chain node cannot be reached"}}
 
 
-@router.get("", response_model=ZkInfoOut, summary="Circuit, keys and contracts (anyone)")
-def info(node: NodeDep) -> ZkInfoOut:
-    zk = _service(node)
+def _doc(*parts: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    merged: dict[int | str, dict[str, Any]] = {}
+    for part in parts:
+        merged.update(part)
+    return merged
+
+
+@router.get(
+    "",
+    response_model=ZkInfoOut,
+    summary="Circuit, keys, contracts and what a proof commits to (anyone)",
+    responses=_doc(_DISABLED, _CHAIN),
+)
+def info(zk: ZkDep) -> ZkInfoOut:
     zk.mirror.sync()
     k = zk.keys_info
     d = zk.gate.deployment
@@ -56,8 +92,10 @@ def info(node: NodeDep) -> ZkInfoOut:
         public_inputs=list(k.public_inputs),
         verification_key=k.verification_key,
         credential_registry=d.credential_registry,
-        zk_access_gate=d.zk_access_gate,
+        zk_access_gate=zk.gate.gate_address,
         verifier=d.clinician_verifier,
+        chain_id=zk.gate.chain_id,
+        epoch_length=zk.gate.epoch_length(),
         root=str(zk.mirror.root),
         credentials=zk.mirror.size,
         max_proof_age=zk.max_proof_age,
@@ -69,9 +107,10 @@ def info(node: NodeDep) -> ZkInfoOut:
     "/proving-key",
     summary="The circuit's proving key, for clinicians' provers (anyone)",
     response_class=FileResponse,
+    responses=_doc({200: {"content": {"application/octet-stream": {}}}}, _DISABLED),
 )
-def proving_key(node: NodeDep) -> FileResponse:
-    k = _service(node).keys_info
+def proving_key(zk: ZkDep) -> FileResponse:
+    k = zk.keys_info
     return FileResponse(
         k.proving_key_path,
         media_type="application/octet-stream",
@@ -79,110 +118,171 @@ def proving_key(node: NodeDep) -> FileResponse:
     )
 
 
+@router.get(
+    "/tree",
+    response_model=TreeOut,
+    summary="The whole credential tree: every leaf, the same answer for every caller (anyone)",
+    description="Clinicians build their own Merkle proof from it: asking the node for one "
+    "credential's path would tie the next anonymous read to that credential.",
+    responses=_doc(_DISABLED, _CHAIN),
+)
+def tree(zk: ZkDep) -> TreeOut:
+    snapshot = zk.mirror.snapshot()
+    return TreeOut(
+        root=str(snapshot.root),
+        size=snapshot.size,
+        depth=snapshot.depth,
+        leaves=[str(leaf) for leaf in snapshot.leaves],
+    )
+
+
 @router.post(
     "/credentials",
     response_model=CredentialsOut,
     status_code=201,
-    summary="Register clinician credential commitments (hospital token)",
+    summary="Issue credentials to clinicians of this hospital's directory (hospital token)",
+    description="The body carries identity commitments and clinician addresses only; the "
+    "role and the licence expiry come from the directory (POST /clinicians) and the "
+    "registry puts this hospital's member id in the leaf. Any other field is refused.",
+    responses=_doc(
+        _HOSPITAL,
+        _CHAIN,
+        {
+            400: {
+                "description": "clinician not in the directory, expired licence, no licence "
+                "expiry or an unusable role; duplicate commitments"
+            },
+            409: {"description": "this credential is already issued"},
+            422: {"description": "malformed body or an extra field (role, hospital_id, ...)"},
+        },
+    ),
 )
-def add_credentials(body: CredentialsIn, node: NodeDep, _caller: HospitalDep) -> CredentialsOut:
-    zk = _service(node)
-    commitments = [int(c) for c in body.commitments]
-    if 0 in commitments:
-        raise InvalidRequest("commitments: 0 is the empty leaf")
-    if len(set(commitments)) != len(commitments):
-        raise InvalidRequest("commitments: duplicates in the request")
-    zk.mirror.sync()
-    for c in commitments:
-        if zk.mirror.issuer(c) is not None:
-            raise InvalidRequest("commitments: already registered")
-    tx = zk.gate.add_credentials(commitments)
-    zk.mirror.sync()
-    indices = [zk.mirror.path(c)[0] for c in commitments]
+def issue(body: CredentialsIn, node: NodeDep, zk: ZkDep, _caller: HospitalDep) -> CredentialsOut:
+    issued = issue_credentials(
+        [IssueRequest(int(c.identity_commitment), c.clinician) for c in body.credentials],
+        directory=node.directory,
+        chain=node.chain,
+        gate=zk.gate,
+        mirror=zk.mirror,
+    )
+    tx = issued[0].tx
     return CredentialsOut(
+        credentials=[
+            IssuedOut(
+                clinician=i.clinician,
+                identity_commitment=str(i.credential.identity_commitment),
+                leaf=str(i.credential.leaf),
+                index=i.credential.index,
+                hospital_id=i.credential.hospital_id,
+                role=ROLES[i.credential.role],
+                licence_expiry=i.credential.expiry,
+                root=str(i.root),
+                tx_hash=to_hex(i.tx.tx_hash),
+            )
+            for i in issued
+        ],
+        root=str(issued[-1].root),
         tx_hash=to_hex(tx.tx_hash),
         block_number=tx.block_number,
-        root=str(zk.mirror.root),
-        indices=indices,
+    )
+
+
+def _revoked(r: RevokedLeaf) -> RevokedOut:
+    return RevokedOut(
+        leaf=str(r.credential.leaf),
+        index=r.credential.index,
+        hospital_id=r.credential.hospital_id,
+        root=str(r.root),
+        tx_hash=to_hex(r.tx.tx_hash),
+        block_number=r.tx.block_number,
     )
 
 
 @router.post(
     "/credentials/revoke",
-    response_model=RevokeOut,
-    summary="Revoke a credential this hospital registered (hospital token)",
+    response_model=RevokedOut,
+    summary="Revoke a credential this hospital issued, or one of a removed member (hospital token)",
+    description="The node finds the leaf's preimage and Merkle proof in its mirror of the "
+    "tree. Every root before the revocation stops being valid.",
+    responses=_doc(
+        _HOSPITAL,
+        _CHAIN,
+        {
+            404: {"description": "no live credential has this leaf"},
+            422: {"description": "malformed body"},
+        },
+    ),
 )
-def revoke_credential(body: RevokeIn, node: NodeDep, _caller: HospitalDep) -> RevokeOut:
-    zk = _service(node)
-    commitment = int(body.commitment)
-    _index, path = zk.mirror.path(commitment)  # syncs; 404 when unknown or already revoked
-    if zk.mirror.issuer(commitment) != node.hospital:
-        raise Forbidden("only the hospital that registered a credential may revoke it")
-    tx = zk.gate.revoke_credential(commitment, path.siblings, path.indices)
-    zk.mirror.sync()
-    return RevokeOut(
-        tx_hash=to_hex(tx.tx_hash), block_number=tx.block_number, root=str(zk.mirror.root)
+def revoke(body: RevokeIn, node: NodeDep, zk: ZkDep, _caller: HospitalDep) -> RevokedOut:
+    return _revoked(
+        revoke_credential(int(body.leaf), chain=node.chain, gate=zk.gate, mirror=zk.mirror)
+    )
+
+
+@router.post(
+    "/credentials/revoke-member",
+    response_model=RevokeMemberOut,
+    summary="Revoke every live credential of a hospital removed from the consortium "
+    "(hospital token)",
+    responses=_doc(
+        _HOSPITAL,
+        _CHAIN,
+        {
+            404: {"description": "the address never was a consortium member"},
+            422: {"description": "malformed body"},
+        },
+    ),
+)
+def revoke_member(
+    body: RevokeMemberIn, node: NodeDep, zk: ZkDep, _caller: HospitalDep
+) -> RevokeMemberOut:
+    revoked = revoke_member_credentials(
+        body.hospital, chain=node.chain, gate=zk.gate, mirror=zk.mirror
+    )
+    return RevokeMemberOut(
+        hospital=body.hospital,
+        hospital_id=node.chain.member_id(body.hospital),
+        revoked=[_revoked(r) for r in revoked],
     )
 
 
 @router.get(
-    "/credentials/{commitment}/path",
-    response_model=PathOut,
-    summary="Merkle path of a credential commitment (anyone: commitments are public)",
+    "/records/{record_id}/access",
+    response_model=RecordAccessOut,
+    summary="What a proof for this record must satisfy: the category policy and the "
+    "patient's live reader-class consents covering the record (anyone)",
+    description="No patient address is returned. A clinician picks a class its credential "
+    "belongs to (role in `mask`, hospital 0 or its own) and proves with that `mask`.",
+    responses=_doc(
+        _DISABLED,
+        _CHAIN,
+        {
+            400: {"description": "malformed record id"},
+            404: {"description": "no such record, or zero-knowledge access is disabled"},
+            410: {"description": "record erased"},
+        },
+    ),
 )
-def credential_path(commitment: str, node: NodeDep) -> PathOut:
-    zk = _service(node)
-    try:
-        value = int(commitment, 16) if commitment.startswith("0x") else int(commitment)
-    except ValueError:
-        raise InvalidRequest("commitment: not a decimal or 0x-hex number") from None
-    index, path = zk.mirror.path(value)
-    return PathOut(
-        commitment=str(value),
-        index=index,
-        root=str(zk.mirror.root),
-        siblings=[str(s) for s in path.siblings],
-        path_indices=list(path.indices),
-    )
-
-
-@router.put(
-    "/policies/{category}",
-    response_model=PolicyOut,
-    summary="Set which clinician roles may read a category with a proof (hospital token)",
-)
-def set_policy(category: str, body: PolicyIn, node: NodeDep, _caller: HospitalDep) -> PolicyOut:
-    zk = _service(node)
-    try:
-        mask = roles_mask(body.roles)
-    except InputError as err:
-        raise InvalidRequest(f"roles: {err}") from None
-    tx = zk.gate.set_category_policy(category_hash(category), mask)
-    return PolicyOut(
-        category=category, allowed_roles=mask, roles=_role_names(mask), tx_hash=to_hex(tx.tx_hash)
-    )
-
-
-@router.get("/policies/{category}", response_model=PolicyOut, summary="A category's policy")
-def get_policy(category: str, node: NodeDep) -> PolicyOut:
-    mask = _service(node).gate.category_policy(category_hash(category))
-    return PolicyOut(category=category, allowed_roles=mask, roles=_role_names(mask))
-
-
-@router.get(
-    "/records/{record_id}/policy",
-    response_model=RecordPolicyOut,
-    summary="The category and roles policy a proof for this record must satisfy (anyone)",
-)
-def record_policy(record_id: str, node: NodeDep) -> RecordPolicyOut:
-    zk = _service(node)
-    row = node.index.get_record(parse_hex32("record_id", record_id))
-    mask = zk.gate.category_policy(category_hash(row.category))
-    return RecordPolicyOut(
-        record_id=to_hex(row.record_id),
-        category=row.category,
-        allowed_roles=mask,
-        roles=_role_names(mask),
+def record_access(record_id: str, zk: ZkDep) -> RecordAccessOut:
+    access = zk.record_access(parse_hex32("record_id", record_id))
+    return RecordAccessOut(
+        record_id=to_hex(access.record_id),
+        patient=access.patient,
+        category=access.category,
+        category_hash=to_hex(category_hash(access.category)),
+        policy=access.policy,
+        policy_roles=roles_from_mask(access.policy),
+        classes=[
+            ReaderClassOut(
+                scope_kind=c.scope_kind,
+                hospital=c.hospital,
+                roles=roles_from_mask(c.roles),
+                roles_mask=c.roles,
+                mask=c.mask,
+                expires_at=c.expires_at,
+            )
+            for c in access.classes
+        ],
     )
 
 
@@ -191,21 +291,38 @@ def record_policy(record_id: str, node: NodeDep) -> RecordPolicyOut:
     response_model=ZkReadOut,
     summary="Read a record with a ClinicianAccess proof instead of a wallet (anyone)",
     description=(
-        "The node verifies the proof off-chain, has ZkAccessGate verify and record it "
-        "on-chain (batched), then returns the record encrypted to the X25519 key that the "
-        "proof's signal binds. 422 when the proof does not verify, 409 for a used "
-        "nullifier, 403 for an unknown or revoked root or a category without a policy."
+        "The node fills the patient and the category from its index, checks the patient's "
+        "reader-class consent (403), the consortium's category policy (403), the time "
+        "window (400), the proof off-chain (422), the root (403) and replay (409), then has "
+        "ZkAccessGate verify and record it on-chain (batched) and returns the record "
+        "encrypted to the X25519 key that the proof binds (the signal)."
+    ),
+    responses=_doc(
+        _CHAIN,
+        {
+            400: {"description": "proof too old or from the future; malformed record id"},
+            403: {
+                "description": "no live consent for the class, the policy allows none of "
+                "its roles, or an unknown / revoked root"
+            },
+            404: {"description": "no such record, or zero-knowledge access is disabled"},
+            409: {"description": "this request (record, signal) was already served"},
+            410: {"description": "record erased"},
+            422: {"description": "malformed body, or the proof does not verify"},
+        },
     ),
 )
-def zk_read(record_id: str, body: ZkReadIn, node: NodeDep) -> ZkReadOut:
-    zk = _service(node)
+def zk_read(record_id: str, body: ZkReadIn, zk: ZkDep) -> ZkReadOut:
     result = zk.read(
         ZkReadRequest(
             record_id=parse_hex32("record_id", record_id),
             root=int(body.root),
             current_time=body.current_time,
             signal=parse_hex32("signal", body.signal),
-            nullifier_hash=int(body.nullifier_hash),
+            epoch_nullifier=int(body.epoch_nullifier),
+            scope_kind=body.scope_kind,
+            class_hospital=body.class_hospital,
+            class_roles=body.class_roles,
             proof=tuple(int(w) for w in body.proof),
         )
     )
@@ -223,22 +340,69 @@ def zk_read(record_id: str, body: ZkReadIn, node: NodeDep) -> ZkReadOut:
     "/accesses",
     response_model=list[ZkAccessOut],
     summary="Anonymous accesses recorded by ZkAccessGate (auditor token)",
-    description="Every accepted proof-based read, from the chain: record, nullifier, policy "
-    "category, the one-time key the record was sealed to, and the relaying node.",
+    description="Every accepted proof-based read, from the chain: record, patient, epoch, "
+    "epoch nullifier, category, the one-time key the record was sealed to, the relaying "
+    "node. Nothing names the reader.",
+    responses=_doc(_AUDITOR, _CHAIN, {400: {"description": "malformed record id"}}),
 )
-def accesses(node: NodeDep, _caller: AuditorDep, record_id: str | None = None) -> list[ZkAccessOut]:
-    zk = _service(node)
+def accesses(zk: ZkDep, _caller: AuditorDep, record_id: str | None = None) -> list[ZkAccessOut]:
     record = parse_hex32("record_id", record_id) if record_id is not None else None
     return [
         ZkAccessOut(
             record_id=to_hex(e.record_id),
-            nullifier_hash=str(e.nullifier_hash),
+            patient=e.patient,
+            epoch=e.epoch,
+            epoch_nullifier=str(e.epoch_nullifier),
             category=to_hex(e.category),
             signal=to_hex(e.signal),
-            root=str(e.root),
             relayer=e.relayer,
             tx_hash=to_hex(e.tx_hash),
             block_number=e.block_number,
         )
-        for e in zk.gate.access_events(record_id=record)
+        for e in zk.accesses(record)
     ]
+
+
+@router.get(
+    "/accesses/readers",
+    response_model=ReadersOut,
+    summary="Per epoch: how many anonymous reads of a record, by how many distinct "
+    "credentials (auditor token)",
+    description="Distinct readers are distinct epoch nullifiers, Poseidon(scope, secret): "
+    "the same for one credential, record and epoch, unlinkable across records and epochs. "
+    "Privacy trade-off: an auditor learns that the same (unknown) credential read a record "
+    "twice in an epoch, not who it is; a short epoch makes the count finer and the "
+    "repeated-reader signal stronger.",
+    responses=_doc(
+        _AUDITOR,
+        _CHAIN,
+        {
+            400: {"description": "malformed record id, or from after to"},
+            422: {"description": "record_id missing, or from / to not unix times"},
+        },
+    ),
+)
+def readers(
+    zk: ZkDep,
+    _caller: AuditorDep,
+    record_id: str,
+    from_: Annotated[int | None, Query(alias="from", ge=0, lt=2**40)] = None,
+    to: Annotated[int | None, Query(ge=0, lt=2**40)] = None,
+) -> ReadersOut:
+    record = parse_hex32("record_id", record_id)
+    if from_ is not None and to is not None and from_ > to:
+        raise InvalidRequest("from must not be after to")
+    length, epochs = zk.readers(record, from_, to)
+    return ReadersOut(
+        record_id=to_hex(record),
+        epoch_length=length,
+        epochs=[
+            EpochReadersOut(
+                epoch=e.epoch,
+                start=e.epoch * length,
+                accesses=e.accesses,
+                distinct_readers=e.distinct_readers,
+            )
+            for e in epochs
+        ],
+    )

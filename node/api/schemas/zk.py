@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from node.api.schemas.common import Hex32
+from node.api.schemas.common import Address, Hex32
 from zk.field import P, R
 
 
@@ -33,58 +33,105 @@ FieldElement = Annotated[str | int, AfterValidator(lambda v: _number(v, R, "scal
 ProofWord = Annotated[str | int, AfterValidator(lambda v: _number(v, P, "base field"))]
 
 
-class CredentialsIn(BaseModel):
-    commitments: list[FieldElement] = Field(min_length=1, max_length=32)
+class _Strict(BaseModel):
+    """A request body: unknown fields are refused (422 naming the field), never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CredentialIn(_Strict):
+    identity_commitment: FieldElement = Field(
+        description="Poseidon1(secret) of the clinician's identity (decimal or 0x-hex)"
+    )
+    clinician: Address = Field(
+        description="the clinician's address in this hospital's directory: the directory, "
+        "not the request, sets the credential's role and licence expiry"
+    )
+
+
+class CredentialsIn(_Strict):
+    credentials: list[CredentialIn] = Field(min_length=1, max_length=32)
+
+
+class IssuedOut(BaseModel):
+    clinician: str
+    identity_commitment: str
+    leaf: str
+    index: int
+    hospital_id: int
+    role: str
+    licence_expiry: int
+    root: str
+    tx_hash: str
 
 
 class CredentialsOut(BaseModel):
+    credentials: list[IssuedOut]
+    root: str
     tx_hash: str
     block_number: int
-    root: str
-    indices: list[int]
 
 
-class RevokeIn(BaseModel):
-    commitment: FieldElement
+class RevokeIn(_Strict):
+    leaf: FieldElement
 
 
-class RevokeOut(BaseModel):
-    tx_hash: str
-    block_number: int
-    root: str
+class RevokeMemberIn(_Strict):
+    hospital: Address
 
 
-class PathOut(BaseModel):
-    commitment: str
+class RevokedOut(BaseModel):
+    leaf: str
     index: int
+    hospital_id: int
     root: str
-    siblings: list[str]
-    path_indices: list[int]
+    tx_hash: str
+    block_number: int
 
 
-class PolicyIn(BaseModel):
-    roles: list[str] = Field(min_length=1, max_length=16)
+class RevokeMemberOut(BaseModel):
+    hospital: str
+    hospital_id: int
+    revoked: list[RevokedOut]
 
 
-class PolicyOut(BaseModel):
-    category: str
-    allowed_roles: int
+class TreeOut(BaseModel):
+    root: str
+    size: int
+    depth: int
+    leaves: list[str] = Field(description="every leaf in index order; 0 for a revoked one")
+
+
+class ReaderClassOut(BaseModel):
+    scope_kind: int = Field(description="0 this record, 1 its category, 2 everything")
+    hospital: int = Field(description="member id of the class; 0 = any member hospital")
     roles: list[str]
-    tx_hash: str | None = None
+    roles_mask: int
+    mask: int = Field(description="roles AND the category policy: the proof's roles mask")
+    expires_at: int
 
 
-class RecordPolicyOut(BaseModel):
+class RecordAccessOut(BaseModel):
     record_id: str
+    patient: Address = Field(
+        description="the record's patient: the proof's scope binds it (with the category), so "
+        "no relayer can check the proof against another patient's consent"
+    )
     category: str
-    allowed_roles: int
-    roles: list[str]
+    category_hash: Hex32 = Field(description="keccak256 of the category name, in the scope")
+    policy: int = Field(description="roles mask the consortium allows for the category")
+    policy_roles: list[str]
+    classes: list[ReaderClassOut]
 
 
-class ZkReadIn(BaseModel):
+class ZkReadIn(_Strict):
     root: FieldElement
-    current_time: int = Field(ge=0, lt=2**64)
-    signal: Hex32  # the requester's ephemeral X25519 public key
-    nullifier_hash: FieldElement
+    current_time: int = Field(ge=0, lt=2**40)
+    signal: Hex32  # the requester's one-time X25519 public key
+    epoch_nullifier: FieldElement
+    scope_kind: int = Field(ge=0, le=2)
+    class_hospital: int = Field(ge=0, lt=2**32)
+    class_roles: int = Field(ge=1, lt=2**16)
     proof: list[ProofWord] = Field(min_length=8, max_length=8)
 
 
@@ -112,6 +159,8 @@ class ZkInfoOut(BaseModel):
     credential_registry: str
     zk_access_gate: str
     verifier: str
+    chain_id: int
+    epoch_length: int
     root: str
     credentials: int
     max_proof_age: int
@@ -120,10 +169,27 @@ class ZkInfoOut(BaseModel):
 
 class ZkAccessOut(BaseModel):
     record_id: str
-    nullifier_hash: str
+    patient: str
+    epoch: int
+    epoch_nullifier: str
     category: str  # keccak256 of the category name
     signal: str
-    root: str
     relayer: str
     tx_hash: str
     block_number: int
+
+
+class EpochReadersOut(BaseModel):
+    epoch: int
+    start: int = Field(description="unix time the epoch starts")
+    accesses: int
+    distinct_readers: int = Field(
+        description="distinct epoch nullifiers: how many credentials read the record in the "
+        "epoch (not who)"
+    )
+
+
+class ReadersOut(BaseModel):
+    record_id: str
+    epoch_length: int
+    epochs: list[EpochReadersOut]
