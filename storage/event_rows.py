@@ -10,7 +10,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-CONSENT_EVENTS = frozenset({"ConsentGranted", "ConsentRevoked", "BreakGlassOpened"})
+CONSENT_EVENTS = frozenset(
+    {
+        "ConsentGranted",
+        "ConsentRevoked",
+        "BreakGlassOpened",
+        "ClassConsentGranted",
+        "ClassConsentRevoked",
+    }
+)
 # Row order of event_row(); a mirror's SELECT must return EVENT_SELECT's order.
 EVENT_COLUMNS = (
     "block_number, log_index, event, contract, tx_hash, patient, subject, actor, args, block_time"

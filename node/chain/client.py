@@ -48,7 +48,14 @@ ZERO32 = b"\x00" * 32
 _AUDIT_EVENTS = {
     # RecordErased is left out: its topics are (record, hospital), not (patient, record, actor).
     "RecordRegistry": ("RecordAnchored",),
-    "ConsentRegistry": ("ConsentGranted", "ConsentRevoked", "BreakGlassOpened"),
+    # Class consents: topics (patient, scope, hospital id): the actor filter never matches.
+    "ConsentRegistry": (
+        "ConsentGranted",
+        "ConsentRevoked",
+        "BreakGlassOpened",
+        "ClassConsentGranted",
+        "ClassConsentRevoked",
+    ),
     "AccessLog": ("AccessRecorded",),
 }
 

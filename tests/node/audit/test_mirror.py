@@ -60,3 +60,25 @@ def test_mirror_matches_the_chain_and_catches_tampering(
     _delete_one_mirrored_access(running_node)
     report = auditor.verify_mirror()
     assert not report["consistent"] and len(report["missing"]) == 1
+
+
+def test_class_consents_are_in_the_audit_trail_and_the_mirror(
+    running_node: RunningNode, auditor: EmrClient, public: EmrClient
+) -> None:
+    """Auditors see a patient's reader-class grants and revokes like wallet consents, from
+    the chain and from the SQL mirror, and the mirror verifies against the chain."""
+    patient = Account.create()
+    lab = Scope.category("lab")
+    public.grant_class(patient, ["nurse"], lab)
+    public.revoke_class(patient, ["nurse"], lab)
+    running_node.node.mirror_worker.flush_now()
+
+    from_chain = auditor.audit_events(patient=patient.address)
+    assert [e["event"] for e in from_chain] == ["ClassConsentGranted", "ClassConsentRevoked"]
+    granted = from_chain[0]["args"]
+    assert (granted["hospital"], granted["roles"], granted["scopeKind"]) == (0, 2, 1)
+    assert auditor.audit_events(patient=patient.address, source="mirror") == from_chain
+    # An actor (address) filter never matches a class: its third topic is a hospital id.
+    assert auditor.audit_events(actor=patient.address) == []
+    report = auditor.verify_mirror()
+    assert report["consistent"] and report["checked"] >= 2
