@@ -187,6 +187,17 @@ class EmrClient:
         primary_type: str,
         grantee: str,
         scope: Scope,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Build and sign a Grant or Revoke; return the request body for the node."""
+        return self._signed_consent(patient, primary_type, {"grantee": grantee}, scope, **kw)
+
+    def _signed_consent(
+        self,
+        patient: LocalAccount,
+        primary_type: str,
+        reader: dict[str, Any],
+        scope: Scope,
         *,
         expires_in: int = 30 * 24 * 3600,
         deadline_in: int = 3600,
@@ -194,18 +205,19 @@ class EmrClient:
         domain: dict[str, Any] | None = None,
         expires_at: int | None = None,
     ) -> dict[str, Any]:
-        """Build and sign a Grant or Revoke; return the request body for the node."""
+        """Sign ``primary_type`` (Grant, Revoke, GrantClass, RevokeClass) for ``reader`` (a
+        grantee, or a class's hospital and roles); return the request body for the node."""
         dom = domain or self.typed_data()["domain"]
         now = int(time.time())
         message: dict[str, Any] = {
             "patient": patient.address,
-            "grantee": grantee,
+            **reader,
             "scopeKind": int(scope.kind),
             "scope": "0x" + scope.value.hex(),
             "nonce": self.nonce(patient.address) if nonce is None else nonce,
             "deadline": now + deadline_in,
         }
-        if primary_type == "Grant":
+        if primary_type.startswith("Grant"):
             message["expiresAt"] = expires_at if expires_at is not None else now + expires_in
         to_sign = dict(message, scope=scope.value)
         signed = Account.sign_typed_data(
@@ -237,34 +249,15 @@ class EmrClient:
         scope: Scope,
         *,
         hospital: int = 0,
-        expires_in: int = 30 * 24 * 3600,
-        deadline_in: int = 3600,
-        nonce: int | None = None,
-        domain: dict[str, Any] | None = None,
-        expires_at: int | None = None,
+        **kw: Any,
     ) -> dict[str, Any]:
         """Build and sign a GrantClass or RevokeClass for readers of ``roles`` (names, or a
         mask) at member hospital ``hospital`` (0: any member hospital); return the body."""
         from zk.credentials import roles_mask
 
-        dom = domain or self.typed_data()["domain"]
-        now = int(time.time())
-        message: dict[str, Any] = {
-            "patient": patient.address,
-            "hospital": hospital,
-            "roles": roles if isinstance(roles, int) else roles_mask(roles),
-            "scopeKind": int(scope.kind),
-            "scope": "0x" + scope.value.hex(),
-            "nonce": self.nonce(patient.address) if nonce is None else nonce,
-            "deadline": now + deadline_in,
-        }
-        if primary_type == "GrantClass":
-            message["expiresAt"] = expires_at if expires_at is not None else now + expires_in
-        to_sign = dict(message, scope=scope.value)
-        signed = Account.sign_typed_data(
-            patient.key, full_message=full_message(primary_type, to_sign, dom)
-        )
-        return {"message": message, "signature": "0x" + signed.signature.hex(), "domain": dom}
+        mask = roles if isinstance(roles, int) else roles_mask(roles)
+        reader = {"hospital": hospital, "roles": mask}
+        return self._signed_consent(patient, primary_type, reader, scope, **kw)
 
     def grant_class(
         self, patient: LocalAccount, roles: list[str] | int, scope: Scope, **kw: Any
