@@ -34,10 +34,10 @@ from zk_helpers import (
     identity,
     issue,
     make_request,
-    pass_call,
     revoke,
     revoke_class,
     send,
+    set_policy,
 )
 
 from node.chain.artifacts import load_artifact
@@ -68,19 +68,14 @@ def _mirror(setup: Setup, chain: Chain) -> Any:
     setup.zk.tree = saved
 
 
-def _set_policy(chain: Chain, gate: Any, category: bytes, roles: int) -> Any:
-    data = bytes.fromhex(gate.encode_abi("setCategoryPolicy", args=[category, roles])[2:])
-    return pass_call(chain, gate.address, data, [chain.a, chain.b])
-
-
 @pytest.fixture(scope="module")
 def setup(_session_chain: Chain) -> Setup:
     chain = _session_chain
     zk = deploy_zk(chain, max_proof_age=MAX_AGE, max_clock_skew=MAX_SKEW, epoch_length=EPOCH)
     nurse = issue(chain, zk, identity("nurse-1"), chain.a, NURSE)
     doctor = issue(chain, zk, identity("doctor-1"), chain.b, PHYSICIAN)
-    _set_policy(chain, zk.gate, RADIOLOGY, BOTH)
-    _set_policy(chain, zk.gate, PSYCHIATRY, ROLES_PHYSICIAN)
+    set_policy(chain, zk.gate, RADIOLOGY, BOTH)
+    set_policy(chain, zk.gate, PSYCHIATRY, ROLES_PHYSICIAN)
     return Setup(zk, nurse, doctor)
 
 
@@ -423,7 +418,7 @@ def test_a_proof_is_bound_to_its_chain_and_gate(
         chain.a,
     )
     gate2 = chain.contract("ZkAccessGate", receipt["contractAddress"])
-    _set_policy(chain, gate2, RADIOLOGY, BOTH)
+    set_policy(chain, gate2, RADIOLOGY, BOTH)
     x = _request(chain, setup, setup.nurse, "bound", patient.address)
     # the proof for gate 1 does not open gate 2 (same registry, verifier, consent, policy)
     expect_zk_revert(
@@ -458,7 +453,7 @@ def test_a_relayer_cannot_relabel_the_patient_or_category(
     relabelled = (x.request[0], patient2.address, *x.request[2:])
     _rejects(chain, setup, relabelled, x.proof, "ZkAccessGateInvalidProof")
     other_category = keccak(text="lab")
-    _set_policy(chain, setup.zk.gate, other_category, BOTH)
+    set_policy(chain, setup.zk.gate, other_category, BOTH)
     y = _request(chain, setup, setup.nurse, "relabel-cat", patient2.address)
     recategorised = (y.request[0], y.request[1], other_category, *y.request[3:])
     _rejects(chain, setup, recategorised, y.proof, "ZkAccessGateInvalidProof")

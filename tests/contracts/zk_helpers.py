@@ -233,11 +233,12 @@ def pass_call(chain: Chain, target: str, data: bytes, voters: list[str]) -> Any:
     return receipt
 
 
-def set_policy(chain: Chain, zk: Zk, category: bytes, roles: int) -> None:
-    """Set a category policy through a Consortium vote (a + b of the three founders)."""
-    data = bytes.fromhex(zk.gate.encode_abi("setCategoryPolicy", args=[category, roles])[2:])
-    pass_call(chain, zk.gate.address, data, [chain.a, chain.b])
-    assert zk.gate.functions.categoryPolicy(category).call() == roles
+def set_policy(chain: Chain, gate: Any, category: bytes, roles: int) -> None:
+    """Set a category policy of ``gate`` through a Consortium vote (a + b of the three
+    founders)."""
+    data = bytes.fromhex(gate.encode_abi("setCategoryPolicy", args=[category, roles])[2:])
+    pass_call(chain, gate.address, data, [chain.a, chain.b])
+    assert gate.functions.categoryPolicy(category).call() == roles
 
 
 # ---------------------------------------------------------------- reader-class consents
