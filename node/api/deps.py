@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from node.api.identity import identify
 from node.auth.principal import Principal, Role, TokenPrincipal, WalletPrincipal
 from node.exceptions import Forbidden, Unauthenticated
 from node.wiring import Node
@@ -25,19 +26,16 @@ NodeDep = Annotated[Node, Depends(get_node)]
 
 
 def get_principal(
+    request: Request,
     node: NodeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <API token or wallet session>'")
-    token = credentials.credentials
-    if token.startswith("emrs_"):
-        address = node.auth.resolve_session(token)
-        if address is None:
-            raise Unauthenticated("wallet session is unknown or expired: sign in again")
-        return WalletPrincipal(address)
-    principal = node.auth.resolve_token(token)
+    principal = identify(node, request.scope)
     if principal is None:
+        if credentials.credentials.startswith("emrs_"):
+            raise Unauthenticated("wallet session is unknown or expired: sign in again")
         raise Unauthenticated("unknown API token")
     return principal
 
