@@ -25,9 +25,10 @@ class AnchorResult:
 @dataclass(frozen=True, slots=True)
 class BatchInfo:
     root: bytes
-    hospital: str
+    hospital: str  # the address that anchored it
     timestamp: int
     count: int
+    member_id: int = 0  # the anchoring hospital's Consortium member id
 
 
 @dataclass(frozen=True, slots=True)

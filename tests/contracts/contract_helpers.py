@@ -34,6 +34,12 @@ ALL_CONTRACTS = (
 # ---------------------------------------------------------------- Merkle tree (OZ layout)
 
 
+def namespaced_id(member_id: int, label: str) -> bytes:
+    """A record id in member ``member_id``'s namespace (RecordRegistry: the first 4 bytes are
+    the anchoring hospital's member id; founders a, b, c are members 1, 2, 3)."""
+    return member_id.to_bytes(4, "big") + keccak(text=label)[4:]
+
+
 def record_leaf(record_id: bytes, patient: str, content_hash: bytes, previous_id: bytes) -> bytes:
     """RecordRegistry.leafHash: OZ StandardMerkleTree leaf of (bytes32,address,bytes32,bytes32)."""
     encoded = encode(

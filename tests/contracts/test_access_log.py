@@ -13,6 +13,7 @@ from contract_helpers import (
     domain_of,
     expect_revert,
     grant_tuple,
+    namespaced_id,
     sign,
 )
 from eth_account.signers.local import LocalAccount
@@ -103,7 +104,7 @@ def test_every_audit_event_filterable_by_patient_record_and_actor(
     """RecordAnchored, ConsentGranted, ConsentRevoked, BreakGlassOpened and AccessRecorded all
     index (patient, record-or-scope, actor) as topics 1..3, so one raw topic filter over the
     three contracts finds a patient's whole audit trail."""
-    rid = keccak(text="record-audit")
+    rid = namespaced_id(1, "record-audit")  # anchored by hospital A (member 1)
     p = patient.address
     # RecordAnchored (actor = hospital A)
     chain.send(chain.records.functions.anchorBatch(keccak(text="root"), [rid], [p]), chain.a)

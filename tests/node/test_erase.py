@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -10,9 +11,10 @@ from web3.logs import DISCARD
 
 from node.chain.artifacts import load_artifact
 from node.chain.client import Web3ChainClient
+from node.chain.record_ids import record_member_id
 from node.client import ApiError, EmrClient, Scope
 from storage.backends.ipfs_rpc import KuboRPC, KuboRPCError
-from tests.node.conftest import RunningNode
+from tests.node.conftest import RunningNode, start_node
 
 
 def _blob_gone_everywhere(rn: RunningNode, cid: str) -> None:
@@ -195,3 +197,50 @@ def test_cli_erase_goes_through_the_api(embedded_node: RunningNode) -> None:
     for bad in (["erase", "--reason", "x"], ["erase", rid], ["erase", rid, "--patient", "0x1"]):
         result = runner.invoke(app, [*bad, *args])
         assert result.exit_code == 2, bad
+
+
+def test_record_ids_are_the_hospitals_and_erasable_after_a_signer_rotation(
+    tmp_path: Path,
+) -> None:
+    """Record ids start with the hospital's Consortium member id (RecordRegistry lets only that
+    member anchor and erase them): a record erased before its batch is anchored gets its
+    tombstone at once, and after a signing-key rotation the node erases, as its new address,
+    a record it anchored under the old one."""
+    rn = start_node(tmp_path / "node", anchor_interval=3600)  # anchor only when asked
+    try:
+        node = rn.node
+        old = node.hospital
+        member = node.chain.member_id(old)
+        assert member >= 1
+        patient = Account.create()
+        with rn.client(rn.admin_token) as admin:
+            token = admin.create_token("ehr", "hospital")
+            with rn.client(token) as hospital:
+                early = hospital.upload(patient.address, b"early", category="lab")["record_id"]
+                kept = hospital.upload(patient.address, b"kept", category="lab")["record_id"]
+                ids = [bytes.fromhex(r[2:]) for r in (early, kept)]
+                assert [record_member_id(rid) for rid in ids] == [member, member]
+                assert node.index.get_receipt(ids[0]) is None  # not anchored yet
+                [erased] = hospital.erase(early, "entered in error")["erased"]
+                assert erased["erase_tx"] is not None  # no need to wait for the anchor
+                assert node.chain.is_erased(ids[0])
+                node.anchorer.flush_now()
+                assert node.index.get_receipt(ids[0]) is not None  # anchored, erased or not
+                hospital.wait_anchored(kept, timeout=30)
+            rotation = admin.rotate_signer()
+            assert rotation["completed"] and node.hospital != old
+            assert node.chain.member_id(node.hospital) == member
+            with rn.client(token) as hospital:
+                out = hospital.erase(kept, "patient request")
+        [tombstoned] = out["erased"]
+        assert _tombstones(rn, tombstoned["erase_tx"]) == [
+            {
+                "recordId": ids[1],
+                "hospital": node.hospital,
+                "reasonHash": bytes.fromhex(out["reason_hash"][2:]),
+            }
+        ]
+        assert node.chain.is_erased(ids[1])
+        assert node.index.pending_erasures(10) == []
+    finally:
+        rn.stop()

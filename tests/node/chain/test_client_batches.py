@@ -10,6 +10,7 @@ from eth_account import Account
 from node.chain.client import MAX_ACCESS_BATCH, access_log_gas_limit, anchor_gas_limit
 from node.chain.merkle import MerkleTree, record_leaf, verify_proof
 from node.chain.models import AccessEntry
+from node.chain.record_ids import new_record_id
 from node.consent.typed_data import AccessBasis
 from tests.node.conftest import make_settings
 
@@ -21,7 +22,8 @@ def test_large_anchor_and_access_batches_fit_their_gas_limits(tmp_path: Path) ->
     try:
         chain = node.chain
         n = 1000
-        ids = [secrets.token_bytes(32) for _ in range(n)]
+        member = chain.member_id(chain.hospital)
+        ids = [new_record_id(member) for _ in range(n)]
         patients = [Account.create().address for _ in range(n)]
         hashes = [secrets.token_bytes(32) for _ in range(n)]
         leaves = [record_leaf(i, p, h, None) for i, p, h in zip(ids, patients, hashes, strict=True)]

@@ -49,6 +49,7 @@ from node.chain.external import (
 )
 from node.chain.merkle import MerkleTree, record_leaf
 from node.chain.models import AccessEntry, ConsentGrant
+from node.chain.record_ids import new_record_id
 from node.consent.typed_data import AccessBasis, ScopeKind, category_hash, full_message
 from tests.tcp_proxy import CutProxy
 
@@ -166,13 +167,15 @@ def rpc(w3: Web3, method: str, *params: Any) -> Any:
     return w3.manager.request_blocking(method, list(params))  # type: ignore[arg-type]
 
 
-def random_record() -> tuple[bytes, str, bytes]:
-    """(record id, patient address, content hash) of a fresh record."""
-    return secrets.token_bytes(32), Account.create().address, secrets.token_bytes(32)
+def random_record(member_id: int = 1) -> tuple[bytes, str, bytes]:
+    """(record id, patient address, content hash) of a fresh record of member ``member_id``
+    (the first founder, the ``client`` fixture's hospital, is member 1)."""
+    return new_record_id(member_id), Account.create().address, secrets.token_bytes(32)
 
 
 def anchor_records(client: Web3ChainClient, n: int) -> tuple[int, list[tuple[bytes, str, bytes]]]:
-    records = [random_record() for _ in range(n)]
+    member = client.member_id(client.hospital)
+    records = [random_record(member) for _ in range(n)]
     tree = MerkleTree([record_leaf(rid, p, h, None) for rid, p, h in records])
     result = client.anchor_batch(tree.root, [r[0] for r in records], [r[1] for r in records])
     return result.batch_id, records
@@ -460,7 +463,7 @@ def test_anchor_and_verify_with_merkle_proofs(
     batch_id, records = anchor_records(client, 5)
     info = client.batch(batch_id)
     assert info is not None
-    assert (info.hospital, info.count) == (hospital.address, 5)
+    assert (info.hospital, info.count, info.member_id) == (hospital.address, 5, 1)
     tree = MerkleTree([record_leaf(rid, p, h, None) for rid, p, h in records])
     assert info.root == tree.root
     for i, (rid, patient, content) in enumerate(records):
