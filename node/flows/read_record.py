@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from hsm.abc import KeyStoreAPI, WrappedKey
 from hsm.envelope import open_sealed
+from hsm.exceptions import DecryptionError, UnwrapError
 from node.audit.abc import AccessLogQueueAPI
 from node.chain.models import AccessEntry
 from node.consent.abc import AccessDeciderAPI
 from node.consent.typed_data import AccessBasis, category_hash
 from node.exceptions import ConsentDenied, Erased
+from node.flows.record_binding import row_aad
 from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.cid import cid_for
 from storage.exceptions import IntegrityError
 from storage.models import RecordRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,10 @@ def open_record(
     row: RecordRow, *, blobs: BlobStoreAPI, keys: KeyStoreAPI, cache: CacheAPI | None = None
 ) -> bytes:
     """Fetch (hot cache first), decrypt and check a record: altered bytes raise, they are
-    never returned. Raises Erased for an erased record."""
+    never returned. Raises Erased for an erased record, IntegrityError if the ciphertext,
+    its wrapped key or the index row that names them was altered (the row's patient,
+    category, content type and previous version are bound to the ciphertext:
+    ``node.flows.record_binding``)."""
     check_not_erased(row)
     key = f"blob:{row.cid}"
     blob = cache.get(key) if cache is not None else None
@@ -57,7 +65,19 @@ def open_record(
         blob = blobs.get(row.cid)  # re-hashes against the CID
         if cache is not None:
             cache.set(key, blob)
-    content = open_sealed(blob, WrappedKey(row.kek_version, row.wrapped_key), row.record_id, keys)
+    try:
+        content = open_sealed(
+            blob,
+            WrappedKey(row.kek_version, row.wrapped_key),
+            lambda version: row_aad(row, version),
+            keys,
+        )
+    except (DecryptionError, UnwrapError, IntegrityError):
+        # The record id only: the row's other fields are what may have been rewritten.
+        log.warning("record 0x%s does not open with its index entry", row.record_id.hex())
+        raise IntegrityError(
+            f"record 0x{row.record_id.hex()} does not match its index entry or was altered at rest"
+        ) from None
     if hashlib.sha256(content).digest() != row.content_hash:
         raise IntegrityError(f"record 0x{row.record_id.hex()} does not match its content hash")
     return content
@@ -79,8 +99,19 @@ def read_record(
     check_not_erased(row)  # 410 for everyone, before consent: there is nothing left to grant
     basis = decide_access(row, requester, access=access, affiliated_hospital=affiliated_hospital)
     granted = basis is not AccessBasis.NONE
+    content = b""
+    if granted:
+        # Opened before the access is logged, so that a granted entry names a row that
+        # matched its ciphertext. A read that fails (a rewritten row, altered ciphertext, an
+        # outage) disclosed nothing: it is logged as a refused attempt, with the basis the
+        # row claimed.
+        try:
+            content = open_record(row, blobs=blobs, keys=keys, cache=cache)
+        except Exception:
+            access_log.enqueue([AccessEntry(row.patient, record_id, requester, False, basis)])
+            raise
     # Logged durably before any data leaves the node; denied attempts are logged too.
     access_log.enqueue([AccessEntry(row.patient, record_id, requester, granted, basis)])
     if not granted:
         raise ConsentDenied(f"no consent allows {requester} to read record 0x{record_id.hex()}")
-    return RecordContent(row, open_record(row, blobs=blobs, keys=keys, cache=cache), basis)
+    return RecordContent(row, content, basis)

@@ -4,14 +4,16 @@ queue its hash for anchoring, so that either everything is written or nothing is
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hsm.abc import KeyStoreAPI
-from hsm.envelope import seal_many
-from node.exceptions import InvalidRequest
+from hsm.envelope import BLOB_VERSION, seal_many
+from node.chain.abc import ChainClientAPI
+from node.chain.record_ids import new_record_id
+from node.exceptions import Conflict, InvalidRequest
+from node.flows.record_binding import record_aad
 from storage.abc import BlobStoreAPI, RecordIndexAPI
 from storage.exceptions import RecordNotFound
 from storage.models import RecordRow
@@ -40,25 +42,69 @@ def check_upload(req: UploadRequest, index: RecordIndexAPI) -> None:
         raise InvalidRequest("a new version must belong to the same patient")
 
 
+class HospitalNamespace:
+    """This hospital's Consortium member id, the namespace of the record ids it creates
+    (``node.chain.record_ids``): read from the chain on first use, then kept: a member id
+    never changes, not even when the hospital rotates its signing key."""
+
+    def __init__(self, chain: ChainClientAPI) -> None:
+        self._chain = chain
+        self._member_id = 0
+
+    def member_id(self) -> int:
+        """Raises Conflict while the hospital is not a Consortium member (the registry would
+        refuse to anchor its records) and ChainUnavailable when the chain cannot be reached."""
+        if not self._member_id:
+            member_id = self._chain.member_id(self._chain.hospital)
+            if not member_id:
+                raise Conflict(
+                    "this hospital is not a Consortium member (yet): its records could not "
+                    "be anchored"
+                )
+            self._member_id = member_id
+        return self._member_id
+
+
 def upload_records(
     requests: Sequence[UploadRequest],
     *,
     hospital: str,
+    member_id: int,
     blobs: BlobStoreAPI,
     index: RecordIndexAPI,
     keys: KeyStoreAPI,
 ) -> list[RecordRow]:
     """Store ``requests`` as new records created by ``hospital`` and return their rows.
 
+    ``member_id`` is the hospital's Consortium member id: the new record ids are in its
+    namespace, the only ones RecordRegistry lets this hospital anchor and erase.
+
     Either every record of the batch is stored, indexed and queued for anchoring, or
     none is (ciphertext already written is removed again).
     """
     for req in requests:
         check_upload(req, index)
-    record_ids = [secrets.token_bytes(32) for _ in requests]
-    # The record id is the AEAD associated data: a blob cannot be swapped between records.
+    record_ids = [new_record_id(member_id) for _ in requests]
+    # The associated data binds the blob to the record id and to the metadata a read relies
+    # on (patient, category, content type, previous version): a rewritten index row does
+    # not open (node.flows.record_binding).
     sealed = seal_many(
-        [(r.content, rid) for r, rid in zip(requests, record_ids, strict=True)], keys
+        [
+            (
+                r.content,
+                record_aad(
+                    BLOB_VERSION,
+                    record_id=rid,
+                    patient=r.patient,
+                    category=r.category,
+                    content_type=r.content_type,
+                    previous_id=r.previous_id,
+                ),
+            )
+            for r, rid in zip(requests, record_ids, strict=True)
+        ],
+        keys,
+        version=BLOB_VERSION,
     )
     cids = blobs.put_many([s.blob for s in sealed])
     now = int(time.time())

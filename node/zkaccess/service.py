@@ -7,8 +7,10 @@ The node fills the patient and the category from its own index, then checks ever
 can off-chain, in this order, so that a bad request never costs gas: record exists and is
 not erased (404/410), the patient's class consent is live (403), the class and the category
 policy leave a role (403), the time window (400), the proof (422), the root (403), replay
-(409). Then ZkAccessGate re-checks and records the access on-chain, many requests per
-transaction. Only once the gate accepted does any record content leave the node.
+(409), the index row against the record's ciphertext (its patient and category are bound
+to it: ``node.flows.record_binding``). Then ZkAccessGate re-checks and records the access
+on-chain, many requests per transaction. Only once the gate accepted does any record
+content leave the node.
 """
 
 from __future__ import annotations
@@ -259,6 +261,10 @@ class ZkAccessService:
         # 6. Replay.
         if self.gate.request_used(request.record_id, request.signal):
             raise Conflict("this request (record, signal) was already served")
+        # 7. The row the proof and the gate rely on (patient, category) matches the record's
+        # ciphertext: a rewritten index row fails here (500 integrity_check_failed), before
+        # the gate spends the request. The content stays in memory until the gate accepts.
+        content = open_record(row, blobs=self._blobs, keys=self._keys, cache=self._cache)
         outcome = self._submitter.submit(
             ZkAccessRequest(
                 record_id=request.record_id,
@@ -276,7 +282,6 @@ class ZkAccessService:
         )
         if isinstance(outcome, Exception):
             raise outcome
-        content = open_record(row, blobs=self._blobs, keys=self._keys, cache=self._cache)
         box = seal(request.signal, content, request.record_id)
         log.info(
             "zk access to record 0x%s accepted in tx 0x%s",

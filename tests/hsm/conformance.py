@@ -24,7 +24,7 @@ from eth_keys.constants import SECPK1_N
 from eth_utils import is_checksum_address
 
 from hsm.abc import KeyStoreAPI, WrappedKey
-from hsm.envelope import SealedRecord, open_sealed, seal, seal_many
+from hsm.envelope import BLOB_VERSION, SealedRecord, open_sealed, seal, seal_many
 from hsm.exceptions import DecryptionError, HSMError, KeyNotFound, UnwrapError
 
 
@@ -47,6 +47,11 @@ class KeyStoreConformance:
     def key_material(self, store: KeyStoreAPI) -> list[bytes]:
         """Every secret the store holds (KEKs, signing key), for leak checks."""
         pytest.skip("backend does not reveal its keys")
+
+    def make_other_keystore(self, location: Path) -> KeyStoreAPI:
+        """A second, independent store (a backend with one store per token skips)."""
+        location.mkdir(parents=True, exist_ok=True)
+        return self.make_keystore(location)
 
     @pytest.fixture
     def location(self, tmp_path: Path) -> Path:
@@ -183,6 +188,54 @@ class KeyStoreConformance:
         with pytest.raises(ValueError):
             keystore.signer().sign_digest(b"\x00" * 31)
 
+    # -- derived secrets ------------------------------------------------------------------
+
+    def test_derive_secret(self, keystore: KeyStoreAPI) -> None:
+        first = keystore.derive_secret("cache-integrity v1")
+        assert len(first) == 32
+        assert keystore.derive_secret("cache-integrity v1") == first
+        assert keystore.derive_secret("cache-integrity v2") != first
+        assert keystore.derive_secret("é") != keystore.derive_secret("e")
+        with pytest.raises(ValueError):
+            keystore.derive_secret("")
+        # Independent of the KEKs: a rotation (or destroying the first KEK) changes nothing.
+        first_kek = keystore.current_kek_version
+        keystore.rotate_kek()
+        keystore.destroy_kek(first_kek)
+        assert keystore.derive_secret("cache-integrity v1") == first
+
+    def test_derived_secret_survives_reopen(self, location: Path) -> None:
+        store = self.make_keystore(location)
+        secret = store.derive_secret("cache-integrity v1")
+        store.rotate_kek()
+        store.close()
+        reopened = self.reopen_keystore(location)
+        try:
+            assert reopened.derive_secret("cache-integrity v1") == secret
+        finally:
+            reopened.close()
+
+    def test_derived_secret_differs_between_stores(self, location: Path) -> None:
+        (location / "one").mkdir()
+        one = self.make_keystore(location / "one")
+        secret = one.derive_secret("cache-integrity v1")
+        one.close()
+        other = self.make_other_keystore(location / "other")
+        try:
+            assert other.derive_secret("cache-integrity v1") != secret
+        finally:
+            other.close()
+
+    def test_derived_secret_is_no_key_material(self, keystore: KeyStoreAPI) -> None:
+        derived = keystore.derive_secret("cache-integrity v1")
+        assert derived not in self.key_material(keystore)
+
+    def test_closed_store_derives_nothing(self, location: Path) -> None:
+        store = self.make_keystore(location)
+        store.close()
+        with pytest.raises(HSMError):
+            store.derive_secret("cache-integrity v1")
+
     # -- leaks and persistence ------------------------------------------------------------
 
     def test_repr_has_no_key_material(self, keystore: KeyStoreAPI) -> None:
@@ -213,7 +266,7 @@ class KeyStoreConformance:
         record_id = os.urandom(32)
         sealed = seal(plaintext, record_id, keystore)
         assert plaintext[:32] not in sealed.blob
-        assert sealed.blob[0] == 1
+        assert sealed.blob[0] == BLOB_VERSION == 2
         assert len(sealed.blob) == 1 + 12 + len(plaintext) + 16
         assert open_sealed(sealed.blob, sealed.wrapped_key, record_id, keystore) == plaintext
 
@@ -259,7 +312,8 @@ class KeyStoreConformance:
             blob[:-1],
             blob[:20],
             b"",
-            b"\x02" + blob[1:],  # unknown version
+            b"\x01" + blob[1:],  # a version 2 blob presented as version 1
+            b"\x03" + blob[1:],  # unknown version
             blob + b"\x00",
         ):
             with pytest.raises(DecryptionError):
