@@ -10,6 +10,17 @@ from dataclasses import dataclass
 
 from hsm.exceptions import HSMError, UnwrapError
 
+_DERIVE_PREFIX = b"emr-node derive v1\x00"
+
+
+def derive_message(label: str) -> bytes:
+    """What every backend's ``derive_secret`` MACs for ``label`` (one domain-separated
+    message, so a store gives the same secret whichever backend computes it). Raises
+    ValueError for an empty label."""
+    if not label:
+        raise ValueError("a derivation label must not be empty")
+    return _DERIVE_PREFIX + label.encode("utf-8")
+
 
 @dataclass(frozen=True, slots=True)
 class WrappedKey:
@@ -94,6 +105,18 @@ class KeyStoreAPI(ABC):
     @abstractmethod
     def signer(self) -> SignerAPI:
         """The node's transaction and message signer."""
+
+    def derive_secret(self, label: str) -> bytes:
+        """Return a 32-byte secret for ``label`` (HMAC-SHA256 under a key the store keeps
+        for derivation only: never a KEK or the signing key).
+
+        The same store gives the same secret for the same label, in every process that
+        opens it, across restarts and KEK or signer rotations; different labels give
+        independent secrets. For host-side keys that the node's processes must share
+        without storing them anywhere else (the cache entries' HMAC key). The caller holds
+        the result in memory only, like an unwrapped data key. Raises ValueError for an
+        empty label and HSMError if the store cannot derive."""
+        raise HSMError(f"{type(self).__name__} cannot derive secrets")
 
     def rotate_signer(self) -> SignerAPI:
         """Create a new signing key, kept beside the current one, and return its signer

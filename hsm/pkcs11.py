@@ -4,6 +4,8 @@ Token objects (all CKA_TOKEN, CKA_PRIVATE)::
 
     kek-v1, kek-v2, ...   AES-256, CKA_EXTRACTABLE false, CKA_SENSITIVE true, wrap/unwrap only
     node-signer-v1        secp256k1 key pair (private half sensitive, not extractable)
+    node-derive-v1        256-bit generic secret, sensitive, not extractable, CKM_SHA256_HMAC
+                          sign only: ``derive_secret`` (the same HMAC as the software store)
 
 The current KEK is the highest version on the token. Data keys are wrapped with
 CKM_AES_KEY_WRAP_PAD (RFC 5649), the same bytes the software store produces with
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,7 +38,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from hsm.abc import EcdsaSignature, KeyStoreAPI, SignerAPI, WrappedKey
+from hsm.abc import EcdsaSignature, KeyStoreAPI, SignerAPI, WrappedKey, derive_message
 from hsm.exceptions import (
     HSMError,
     KeyNotFound,
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 SIGNER_LABEL = "node-signer-v1"
+DERIVE_LABEL = "node-derive-v1"
 # Signing keys by version: the lowest present is current, a higher one is a pending rotation.
 _SIGNER_VERSION = re.compile(r"node-signer-v([1-9][0-9]*)")
 _KEK_LABEL = re.compile(r"kek-v([1-9][0-9]*)")
@@ -146,10 +150,12 @@ class Pkcs11KeyStore(KeyStoreAPI):
         self._pending: Pkcs11Signer | None = None
         # Version of the current signing key; None for a custom label (no rotation).
         self._signer_version: int | None = None
+        self._derive_key: Any = None
         with self._lock:
             self._load_keks()
             if not self._keks:
                 self._generate_kek(1)
+            self._derive_key = self._load_derive_key()
             if signer_label != SIGNER_LABEL:
                 self._signer = self._load_signer(signer_label)
             else:
@@ -274,6 +280,42 @@ class Pkcs11KeyStore(KeyStoreAPI):
         self._keks = {**self._keks, version: key}
         self._current = version
         logger.info("generated %s in token %r", _kek_label(version), self._token_label)
+
+    def _load_derive_key(self) -> Any:
+        """The derivation key, generated on first open. Should two processes create one at
+        once, every process uses the one with the lowest CKA_ID (random at creation)."""
+        template = {
+            Attribute.TOKEN: True,
+            Attribute.CLASS: ObjectClass.SECRET_KEY,
+            Attribute.LABEL: DERIVE_LABEL,
+        }
+        found = list(self._session.get_objects(template))
+        if not found:
+            self._session.generate_key(
+                KeyType.GENERIC_SECRET,
+                _KEK_BITS,
+                label=DERIVE_LABEL,
+                id=secrets.token_bytes(16),
+                store=True,
+                capabilities=MechanismFlag.SIGN,
+                template={
+                    Attribute.PRIVATE: True,
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.VERIFY: False,
+                    Attribute.DERIVE: False,
+                    Attribute.ENCRYPT: False,
+                    Attribute.DECRYPT: False,
+                    Attribute.WRAP: False,
+                    Attribute.UNWRAP: False,
+                },
+            )
+            logger.info("generated %s in token %r", DERIVE_LABEL, self._token_label)
+            found = list(self._session.get_objects(template))
+        key = min(found, key=lambda obj: bytes(obj[Attribute.ID] or b""))
+        if key[Attribute.EXTRACTABLE] or not key[Attribute.SENSITIVE]:
+            raise HSMError(f"{DERIVE_LABEL} is extractable; refusing to use it")
+        return key
 
     def _signer_versions(self) -> list[int]:
         found = set()
@@ -430,6 +472,19 @@ class Pkcs11KeyStore(KeyStoreAPI):
             finally:
                 session_key.destroy()
 
+    def derive_secret(self, label: str) -> bytes:
+        message = derive_message(label)
+
+        def mac() -> bytes:
+            if self._derive_key is None:
+                raise KeyStoreLocked("key store is closed")
+            return bytes(self._derive_key.sign(message, mechanism=Mechanism.SHA256_HMAC))
+
+        secret = self._call("derive", mac)
+        if len(secret) != 32:
+            raise HSMError("the token returned a malformed HMAC")
+        return secret
+
     def signer(self) -> SignerAPI:
         with self._lock:
             if self._session is None or self._signer is None:
@@ -479,6 +534,7 @@ class Pkcs11KeyStore(KeyStoreAPI):
         with self._lock:
             session, self._session = self._session, None
             self._keks = {}
+            self._derive_key = None
             self._pending = None
             if session is not None:
                 try:

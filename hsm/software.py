@@ -4,18 +4,26 @@ The key store is one JSON file holding only ciphertext::
 
     {
       "format": "emr-node-keystore", "version": 1,
-      "kdf": "scrypt", "kdfparams": {"n": 32768, "r": 8, "p": 1, "salt": "<hex>", "dklen": 32},
+      "kdf": "scrypt", "kdfparams": {"n": 131072, "r": 8, "p": 1, "salt": "<hex>", "dklen": 32},
       "cipher": "aes-256-gcm", "nonce": "<hex>", "ciphertext": "<hex>"
     }
 
 The file key is scrypt(passphrase); AES-256-GCM encrypts the key material (every KEK
-version and the secp256k1 signing key) with every field above except nonce and ciphertext
-as associated data, so editing the header (say, lowering the scrypt cost) is detected.
+version, the secp256k1 signing key and the derivation key) with every field above except
+nonce and ciphertext as associated data, so editing the header (say, lowering the scrypt
+cost) is detected.
+
+New stores use scrypt n = 2**17 (128 MiB, a few tenths of a second once per start); a store
+keeps the cost it was created with, so older files (n = 2**15) still open. A store written
+before ``derive_secret`` existed has no derivation key in its material: its secrets are
+derived from an HKDF of the file key instead (stable for the file's life, like the key).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -27,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.keywrap import (
     InvalidUnwrap,
@@ -37,7 +47,7 @@ from cryptography.hazmat.primitives.keywrap import (
 from eth_keys import keys
 from eth_keys.constants import SECPK1_N
 
-from hsm.abc import EcdsaSignature, KeyStoreAPI, SignerAPI, WrappedKey
+from hsm.abc import EcdsaSignature, KeyStoreAPI, SignerAPI, WrappedKey, derive_message
 from hsm.exceptions import HSMError, KeyNotFound, KeyStoreLocked, UnwrapError
 
 __all__ = ["DEFAULT_SCRYPT_N", "SoftwareKeyStore", "SoftwareSigner"]
@@ -46,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "emr-node-keystore"
 FORMAT_VERSION = 1
-DEFAULT_SCRYPT_N = 2**15
+DEFAULT_SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 # Refuse to open files asking for more than 1 GiB of scrypt memory (128 * r * n bytes).
@@ -97,6 +107,17 @@ def _generate_private_key() -> bytes:
 
 def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return Scrypt(salt=salt, length=_KEY_SIZE, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+
+
+def _legacy_derive_key(file_key: bytes) -> bytes:
+    """The derivation key of a store written before stores held one: an HKDF of the file
+    key under its own label, so it is independent of the AES-GCM use of that key."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=_KEY_SIZE,
+        salt=b"emr-node keystore",
+        info=b"derive-secret root v1",
+    ).derive(file_key)
 
 
 def _associated_data(header: dict[str, Any]) -> bytes:
@@ -155,10 +176,15 @@ class SoftwareKeyStore(KeyStoreAPI):
         current: int,
         signing_key: bytes,
         pending_signing_key: bytes | None = None,
+        derive_key: bytes | None = None,
     ) -> None:
         self._path = Path(path)
         self._header = header
         self._file_key = file_key
+        # Stored in the material since derive_secret exists (None: an older file, see
+        # _legacy_derive_key); only written back when it came from the file.
+        self._stored_derive_key = derive_key
+        self._derive_key = derive_key or _legacy_derive_key(file_key)
         # Copy-on-write: rotate_kek swaps in new objects, so readers need no lock.
         self._keks = dict(keks)
         self._active: tuple[int, bytes] | None = (current, self._keks[current])
@@ -214,6 +240,7 @@ class SoftwareKeyStore(KeyStoreAPI):
             keks={1: secrets.token_bytes(_KEY_SIZE)},
             current=1,
             signing_key=_generate_private_key(),
+            derive_key=secrets.token_bytes(_KEY_SIZE),
         )
         store._save(store._keks, 1, overwrite=False)
         logger.info("created key store with signer %s", store.signer().address)
@@ -257,6 +284,15 @@ class SoftwareKeyStore(KeyStoreAPI):
             or len(nonce) != _NONCE_SIZE
         ):
             raise HSMError("unsupported key store parameters")
+        if n < DEFAULT_SCRYPT_N:
+            # Still opens (the cost is part of the authenticated header); only new stores
+            # get the higher cost.
+            logger.info(
+                "key store %s uses scrypt n=%d; stores created now use n=%d",
+                path,
+                n,
+                DEFAULT_SCRYPT_N,
+            )
         file_key = _derive(passphrase, salt, n, r, p)
         try:
             plaintext = AESGCM(file_key).decrypt(nonce, ciphertext, _associated_data(header))
@@ -269,7 +305,11 @@ class SoftwareKeyStore(KeyStoreAPI):
             signing_key = bytes.fromhex(material["signing_key"])
             pending_hex = material.get("pending_signing_key")
             pending = bytes.fromhex(pending_hex) if pending_hex else None
+            derive_hex = material.get("derive_key")
+            derive_key = bytes.fromhex(derive_hex) if derive_hex else None
             if current not in keks or any(len(k) != _KEY_SIZE for k in keks.values()):
+                raise ValueError("inconsistent key material")
+            if derive_key is not None and len(derive_key) != _KEY_SIZE:
                 raise ValueError("inconsistent key material")
             return cls(
                 path,
@@ -279,6 +319,7 @@ class SoftwareKeyStore(KeyStoreAPI):
                 current=current,
                 signing_key=signing_key,
                 pending_signing_key=pending,
+                derive_key=derive_key,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             # from None: the decrypted payload must not ride along in a traceback.
@@ -303,6 +344,8 @@ class SoftwareKeyStore(KeyStoreAPI):
         }
         if isinstance(pending, bytes):
             body["pending_signing_key"] = pending.hex()
+        if self._stored_derive_key is not None:
+            body["derive_key"] = self._stored_derive_key.hex()
         material = json.dumps(body).encode("utf-8")
         nonce = secrets.token_bytes(_NONCE_SIZE)  # fresh per write of the same file key
         ciphertext = AESGCM(self._file_key).encrypt(nonce, material, _associated_data(self._header))
@@ -362,6 +405,11 @@ class SoftwareKeyStore(KeyStoreAPI):
         if signer is None:
             raise KeyStoreLocked("key store is closed")
         return signer
+
+    def derive_secret(self, label: str) -> bytes:
+        message = derive_message(label)
+        self._require_open()
+        return hmac.new(self._derive_key, message, hashlib.sha256).digest()
 
     def rotate_kek(self) -> int:
         """Add a new KEK version, persist it, then make it current; return the version.
@@ -445,3 +493,5 @@ class SoftwareKeyStore(KeyStoreAPI):
             self._pending = None
             self._pending_key = None
             self._file_key = b""
+            self._derive_key = b""
+            self._stored_derive_key = None

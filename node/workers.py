@@ -1,4 +1,5 @@
-"""Background batchers: the anchorer and the access-log flusher.
+"""Background batchers: the anchorer, the access-log flusher, the eraser and the others
+the node builds (``Node.workers`` lists them all).
 
 Each wakes when its interval passes or when enough work is queued, and keeps flushing
 while full batches remain, so on-chain work is always one transaction per batch.
@@ -40,6 +41,11 @@ class BatchWorker:
         self._queued += n
         if self._queued >= self._batch_size:
             self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker's thread is alive (started and not stopped)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from storage.models import (
@@ -176,6 +177,25 @@ class CacheAPI(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A component's state for the operators' health report. ``details`` are plain JSON
+    values (counts, names, reachability); never a secret, a URL with credentials or PHI."""
+
+    ok: bool
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class HealthCheckAPI(ABC):
+    """A capability of components that depend on a service that can be down (Redis, IPFS
+    nodes, a shared rate limiter): the wiring registers them for the health endpoint."""
+
+    @abstractmethod
+    def check_health(self) -> Health:
+        """Probe now (a health check may bypass an outage backoff) and report. Never raises:
+        a failure is ``ok=False``."""
 
 
 class AuditMirrorAPI(ABC):

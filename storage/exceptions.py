@@ -23,3 +23,8 @@ class DuplicateRecord(StorageError):
 
 class BackendUnavailable(StorageError):
     """The backend cannot be reached (server down, disk gone)."""
+
+
+class CredentialsRefused(StorageError):
+    """The backend refused the configured credentials or permissions (a configuration
+    error, not an outage)."""

@@ -46,6 +46,7 @@ class KeyAction(StrEnum):
     SIGN = "sign"
     SIGNER_ROTATE = "signer.rotate"
     SIGNER_DESTROY = "signer.destroy"
+    KEY_DERIVE = "key.derive"  # a secret derived for a label (the cache HMAC key at start)
 
 
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("key_audit_actor", default="system")

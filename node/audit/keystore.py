@@ -135,5 +135,10 @@ class AuditedKeyStore(KeyStoreAPI):
         self._log.append(KeyAction.SIGNER_DESTROY, old)
         return self._signer
 
+    def derive_secret(self, label: str) -> bytes:
+        secret = self._inner.derive_secret(label)
+        self._log.append(KeyAction.KEY_DERIVE, label)
+        return secret
+
     def close(self) -> None:
         self._inner.close()

@@ -6,6 +6,10 @@ current head, and a decision older than the patient's latest grant, revocation o
 break-glass is ignored. So a revoke mined in block B is honoured by every read that sees
 head >= B; no decision outlives its consent's own expiry either, by the chain's clock or
 the wall clock, whichever comes first.
+
+The cache is shared (Redis in production) and so is not trusted: the node wraps it in an
+``AuthenticatedCache``, where an entry nobody with the node's key wrote is a miss, and an
+entry that does not parse is a miss here too. A miss asks the chain.
 """
 
 from __future__ import annotations
@@ -52,14 +56,14 @@ class CachedAccessDecider(AccessDeciderAPI):
         head = self._chain.head_block()
         self._catch_up(head)
         key = f"access:{patient}:{grantee}:{record_id.hex()}:{category_hash.hex()}"
-        cached = self._cache.get(key)
+        cached = _parse(self._cache.get(key))
         now = time.time()
         if cached is not None:
-            basis, block, expires = (int(x) for x in cached.decode().split(":"))
+            basis, block, expires = cached
             fresh = block >= self._start and block >= self._changed.get(patient, 0)
-            if fresh and (basis == AccessBasis.NONE or expires > now):
+            if fresh and (basis is AccessBasis.NONE or expires > now):
                 self.hits += 1
-                return AccessBasis(basis)
+                return basis
         self.misses += 1
         decided = self._chain.access_basis(patient, grantee, record_id, category_hash)
         expires = 0
@@ -75,3 +79,14 @@ class CachedAccessDecider(AccessDeciderAPI):
         if ttl > 0:
             self._cache.set(key, f"{int(decided)}:{head}:{expires}".encode(), ttl)
         return decided
+
+
+def _parse(value: bytes | None) -> tuple[AccessBasis, int, int] | None:
+    """``basis:block:expires`` as written by ``basis``, or None for anything else."""
+    if value is None:
+        return None
+    try:
+        basis, block, expires = (int(x) for x in value.decode("ascii").split(":"))
+        return AccessBasis(basis), block, expires
+    except ValueError:  # also UnicodeDecodeError and a wrong number of fields
+        return None

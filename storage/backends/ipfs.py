@@ -68,7 +68,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from storage.abc import BlobStoreAPI
+from storage.abc import BlobStoreAPI, Health, HealthCheckAPI
 from storage.backends.ipfs_batch import GroupCommit
 from storage.backends.ipfs_car import encode_car
 from storage.backends.ipfs_rpc import CommandFailed, KuboRPC, KuboRPCError, NodeUnreachable
@@ -109,7 +109,7 @@ class RepairReport:
     unreachable_nodes: tuple[str, ...] = ()
 
 
-class IpfsClusterBlobStore(BlobStoreAPI):
+class IpfsClusterBlobStore(BlobStoreAPI, HealthCheckAPI):
     """Blobs pinned on ``replication_min``..``replication_max`` of ``nodes``.
 
     ``nodes`` are Kubo RPC base URLs (``http://127.0.0.1:5001``); their order does not
@@ -567,6 +567,15 @@ class IpfsClusterBlobStore(BlobStoreAPI):
         self._check_open()
         probes = self._pool.map(self._probe, range(len(self._nodes)))
         return {node.name: probe for node, probe in zip(self._nodes, probes, strict=True)}
+
+    def check_health(self) -> Health:
+        """OK while at least ``replication_min`` nodes answer (uploads can be stored)."""
+        try:
+            nodes = self.health()
+        except StorageError as exc:
+            return Health(False, {"error": type(exc).__name__})
+        reachable = sum(1 for probe in nodes.values() if probe["reachable"])
+        return Health(reachable >= self._min, {"nodes": nodes})
 
     def close(self) -> None:
         if self._closed:

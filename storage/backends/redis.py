@@ -6,6 +6,11 @@ endpoint), and Redis is probed again after a backoff that doubles up to ``max_ba
 
 Invalidation needs no pub/sub: every process reads the same Redis, so ``delete`` or
 ``delete_prefix`` in one process is seen by all.
+
+Credentials (Redis AUTH, or an ACL user) come in the URL (``redis://user:password@host``,
+``rediss://`` for TLS) or as ``username`` / ``password``; they never appear in ``repr``,
+logs or errors. Wrong credentials are a configuration error, raised by ``check_access`` at
+start rather than served as an endless outage.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from storage.abc import CacheAPI
+from storage.abc import CacheAPI, Health, HealthCheckAPI
+from storage.exceptions import CredentialsRefused
 
 __all__ = ["RedisCache", "redis_client", "redis_location"]
 
@@ -38,18 +44,33 @@ _OUTAGE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def redis_client(url: str, *, socket_timeout: float) -> redis.Redis:
+def redis_client(
+    url: str,
+    *,
+    socket_timeout: float,
+    username: str | None = None,
+    password: str | None = None,
+) -> redis.Redis:
     """Return a client for ``url`` that fails fast when Redis is down.
+
+    ``username`` / ``password`` authenticate (AUTH, or an ACL user) when the URL carries no
+    credentials of its own (the URL's win).
 
     redis-py 6+ retries a failed command up to 10 times with backoff by default, which
     would stall every request during an outage. One immediate retry remains: it replaces a
     pooled connection that Redis closed (a restart) without reporting an outage.
     """
+    credentials: dict[str, str] = {}
+    if username:
+        credentials["username"] = username
+    if password:
+        credentials["password"] = password
     return redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         retry=Retry(NoBackoff(), 1),
+        **credentials,
     )
 
 
@@ -67,11 +88,12 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-class RedisCache(CacheAPI):
+class RedisCache(CacheAPI, HealthCheckAPI):
     """CacheAPI over Redis; every key is stored under ``prefix``.
 
     Args:
-        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        username, password: credentials when the URL has none.
         prefix: namespace of this cache's keys, so several caches can share a database.
         socket_timeout: seconds a command (and a connection attempt) may take; a cache
             slower than that is treated as down.
@@ -83,6 +105,8 @@ class RedisCache(CacheAPI):
         self,
         url: str,
         *,
+        username: str | None = None,
+        password: str | None = None,
         prefix: str = "emr:",
         socket_timeout: float = 0.5,
         backoff: float = 0.5,
@@ -90,7 +114,9 @@ class RedisCache(CacheAPI):
     ) -> None:
         if backoff <= 0 or max_backoff < backoff:
             raise ValueError("need 0 < backoff <= max_backoff")
-        self._client = redis_client(url, socket_timeout=socket_timeout)
+        self._client = redis_client(
+            url, socket_timeout=socket_timeout, username=username, password=password
+        )
         self._where = redis_location(self._client)
         self._prefix = prefix
         self._initial_backoff = backoff
@@ -119,6 +145,37 @@ class RedisCache(CacheAPI):
             return False
         self._succeeded()
         return True
+
+    def check_health(self) -> Health:
+        return Health(self.ping(), {"backend": "redis"})
+
+    def check_access(self) -> None:
+        """Check that Redis accepts this client's credentials and lets it read and write
+        its keys (a short-lived probe key under the prefix).
+
+        Raises CredentialsRefused when it does not (no password, a wrong one, an ACL user
+        without the commands or keys it needs). An unreachable Redis is not an error here:
+        the cache serves misses until it is back.
+        """
+        probe = self._prefix + "access-check"
+        try:
+            self._client.set(probe, b"", px=1000)
+            self._client.get(probe)
+            self._client.unlink(probe)
+        except (redis.AuthenticationError, redis.exceptions.AuthenticationWrongNumberOfArgsError):
+            raise CredentialsRefused(
+                f"Redis at {self._where} refused the credentials: set the ACL user and password "
+                "in EMR_STORAGE__REDIS_USERNAME / EMR_STORAGE__REDIS_PASSWORD (or in the URL)"
+            ) from None
+        except redis.exceptions.NoPermissionError as err:
+            raise CredentialsRefused(
+                f"Redis at {self._where} denied a command the cache needs ({err}); see the "
+                "ACL in the README"
+            ) from None
+        except (redis.RedisError, OSError) as err:
+            self._failed(err)
+            return
+        self._succeeded()
 
     # -- outage bookkeeping ---------------------------------------------------------------
 

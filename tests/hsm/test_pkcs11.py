@@ -26,10 +26,10 @@ from pkcs11 import exceptions as p11
 from web3 import EthereumTesterProvider, Web3
 from web3.middleware import SignAndSendRawMiddlewareBuilder
 
-from hsm.abc import KeyStoreAPI, WrappedKey
+from hsm.abc import KeyStoreAPI, WrappedKey, derive_message
 from hsm.account import SignerAccount
 from hsm.exceptions import HSMError, KeyNotFound, ModuleLoadError, TokenNotFound, WrongPin
-from hsm.pkcs11 import _WRAP, DEFAULT_MODULE, SIGNER_LABEL, Pkcs11KeyStore
+from hsm.pkcs11 import _WRAP, DEFAULT_MODULE, DERIVE_LABEL, SIGNER_LABEL, Pkcs11KeyStore
 from node.exceptions import NodeError
 from node.settings import Settings
 from node.wiring import _open_keystore
@@ -90,6 +90,9 @@ class TestPkcs11KeyStore(KeyStoreConformance):
     def reopen_keystore(self, location: Path) -> KeyStoreAPI:
         return open_store(DEFAULT_MODULE)
 
+    def make_other_keystore(self, location: Path) -> KeyStoreAPI:
+        pytest.skip("one test token: a second store is the same token")
+
 
 @pytest.fixture
 def store(module: Path) -> Iterator[Pkcs11KeyStore]:
@@ -107,9 +110,44 @@ def test_first_open_creates_kek_and_signer(store: Pkcs11KeyStore) -> None:
     }
     assert labels == {
         (ObjectClass.SECRET_KEY, "kek-v1"),
+        (ObjectClass.SECRET_KEY, DERIVE_LABEL),
         (ObjectClass.PRIVATE_KEY, SIGNER_LABEL),
         (ObjectClass.PUBLIC_KEY, SIGNER_LABEL),
     }
+
+
+def test_derive_key_stays_in_the_token(store: Pkcs11KeyStore) -> None:
+    [key] = store._session.get_objects({Attribute.TOKEN: True, Attribute.LABEL: DERIVE_LABEL})
+    assert key[Attribute.EXTRACTABLE] is False and key[Attribute.SENSITIVE] is True
+    assert key[Attribute.SIGN] is True
+    for capability in (Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.DERIVE):
+        assert key[capability] is False
+    with pytest.raises(p11.AttributeSensitive):
+        key[Attribute.VALUE]
+    # derive_secret is the token's CKM_SHA256_HMAC of the shared, domain-separated message.
+    expected = bytes(key.sign(derive_message("x"), mechanism=pkcs11.Mechanism.SHA256_HMAC))
+    assert store.derive_secret("x") == expected
+
+
+def test_concurrent_first_opens_agree_on_the_derive_key(module: Path) -> None:
+    # Two processes creating the derive key at once leave two: all pick the same one.
+    first = open_store(module)
+    secret = first.derive_secret("cache-integrity v1")
+    first._session.generate_key(
+        KeyType.GENERIC_SECRET,
+        256,
+        label=DERIVE_LABEL,
+        id=b"\xff" * 16,  # sorts after any other id
+        store=True,
+        capabilities=pkcs11.MechanismFlag.SIGN,
+        template={Attribute.PRIVATE: True, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+    )
+    first.close()
+    again = open_store(module)
+    try:
+        assert again.derive_secret("cache-integrity v1") == secret
+    finally:
+        again.close()
 
 
 def test_wrapped_size_is_rfc_5649(store: Pkcs11KeyStore) -> None:

@@ -16,10 +16,12 @@ from eth_keys.constants import SECPK1_N
 from hsm.abc import KeyStoreAPI, WrappedKey
 from hsm.exceptions import HSMError, KeyNotFound, KeyStoreLocked
 from hsm.software import SoftwareKeyStore, SoftwareSigner
+from node.settings import HSMSettings, Settings
+from node.wiring import _open_keystore
 from tests.hsm.conformance import KeyStoreConformance
 
 PASSPHRASE = "correct horse battery staple"
-# scrypt n=2**4 keeps a test under a millisecond; production uses 2**15.
+# scrypt n=2**4 keeps a test under a millisecond; new stores default to 2**17.
 TEST_N = 2**4
 
 
@@ -28,7 +30,7 @@ def store_path(location: Path) -> Path:
 
 
 def secrets_of(store: SoftwareKeyStore) -> list[bytes]:
-    return [*store._keks.values(), store._signing_key, store._file_key]
+    return [*store._keks.values(), store._signing_key, store._file_key, store._derive_key]
 
 
 class TestSoftwareKeyStore(KeyStoreConformance):
@@ -83,7 +85,54 @@ def test_default_scrypt_cost(tmp_path: Path) -> None:
     path = store_path(tmp_path)
     SoftwareKeyStore.create(path, PASSPHRASE)
     params = json.loads(path.read_text())["kdfparams"]
-    assert (params["n"], params["r"], params["p"]) == (2**15, 8, 1)
+    assert (params["n"], params["r"], params["p"]) == (2**17, 8, 1)
+    assert HSMSettings().scrypt_n == 2**17  # what the node creates new stores with
+
+
+def test_a_store_with_the_old_cost_still_opens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A store created before the cost went up (n = 2**15), opened by a node whose settings
+    # now default to 2**17: it opens with the cost recorded in its (authenticated) header.
+    data_dir = tmp_path / "node"
+    data_dir.mkdir()
+    old = SoftwareKeyStore.create(store_path(data_dir), PASSPHRASE, scrypt_n=2**15)
+    wrapped = old.wrap(b"k" * 32)
+    address = old.signer().address
+    old.close()
+    settings = Settings(data_dir=data_dir, hsm={"passphrase": PASSPHRASE})
+    assert settings.hsm.scrypt_n == 2**17
+    caplog.set_level(logging.INFO, logger="hsm.software")
+    reopened = _open_keystore(settings, data_dir, [])
+    try:
+        assert reopened.unwrap(wrapped) == b"k" * 32
+        assert reopened.signer().address == address
+        assert json.loads(store_path(data_dir).read_text())["kdfparams"]["n"] == 2**15
+        assert any("n=32768" in r.getMessage() for r in caplog.records)
+    finally:
+        reopened.close()
+    # A new store made by the same node settings gets the new cost.
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    _open_keystore(settings, fresh_dir, []).close()
+    assert json.loads(store_path(fresh_dir).read_text())["kdfparams"]["n"] == 2**17
+
+
+def test_a_store_without_a_derivation_key_derives_from_its_file_key(path: Path) -> None:
+    # Stores written before derive_secret existed hold no derivation key: they derive from
+    # an HKDF of the file key, stably across reopens and rewrites of the file.
+    store = SoftwareKeyStore.create(path, PASSPHRASE, scrypt_n=TEST_N)
+    store._stored_derive_key = None
+    store._save(store._keks, store.current_kek_version, overwrite=True)  # the old format
+    store.close()
+    legacy = SoftwareKeyStore.open(path, PASSPHRASE)
+    secret = legacy.derive_secret("cache-integrity v1")
+    assert secret not in secrets_of(legacy)[:-1]
+    legacy.rotate_kek()  # rewrites the file, still without a derivation key
+    legacy.close()
+    again = SoftwareKeyStore.open(path, PASSPHRASE)
+    assert again.derive_secret("cache-integrity v1") == secret
+    again.close()
 
 
 def test_no_world_readable_file_even_with_permissive_umask(tmp_path: Path) -> None:
