@@ -1,15 +1,21 @@
-"""The hospital's own directory: its clinicians (for hospital-wide consents, and the role
-and licence expiry the node puts in their zero-knowledge credentials) and the break-glass
-reasons whose hashes it put on-chain."""
+"""The hospital's own directory: its clinicians (for hospital-wide consents, break-glass, and
+the role and licence expiry the node puts in their zero-knowledge credentials), the reasons
+whose salted commitments it put on-chain (break-glass and erasure), and the ledger of its
+break-glass openings that the break-glass caps count."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.audit.reasons import LEGACY, ReasonCommitment
+from node.exceptions import Conflict, LimitExceeded
 from node.sqlite_db import SQLiteDatabase
+
+ALL_RECORDS = b"\x00" * 32  # record id of a break-glass over every record of the patient
 
 _MIGRATIONS = [
     """
@@ -21,9 +27,26 @@ _MIGRATIONS = [
     # The licence expiry (unix seconds) the node writes into a clinician's credential;
     # NULL for clinicians registered before (no credential until it is set).
     "ALTER TABLE clinicians ADD COLUMN licence_expiry INTEGER",
+    # Salted reason commitments (node/audit/reasons.py): rows from before have no salt and
+    # stay verifiable as keccak256(reason). The ledger of break-glass openings (pending
+    # until their transaction is mined) is what the per-clinician and per-patient caps and
+    # the no-renewal rule read.
+    """
+    ALTER TABLE break_glass_reasons ADD COLUMN salt BLOB;
+    ALTER TABLE break_glass_reasons ADD COLUMN kind TEXT;
+    ALTER TABLE break_glass_reasons ADD COLUMN approved_by TEXT;
+    CREATE TABLE break_glass_openings (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        patient TEXT NOT NULL, clinician TEXT NOT NULL, record_id BLOB NOT NULL,
+        approved_by TEXT NOT NULL, opened_by TEXT NOT NULL, opened_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL, reason_hash BLOB NOT NULL, tx_hash BLOB,
+        state TEXT NOT NULL);
+    CREATE INDEX break_glass_openings_clinician ON break_glass_openings (clinician, opened_at);
+    CREATE INDEX break_glass_openings_patient ON break_glass_openings (patient, opened_at)
+    """,
 ]
 
 _COLUMNS = "address, role, added_at, licence_expiry"
+_REASON_COLUMNS = "reason_hash, reason, opened_by, tx_hash, opened_at, salt, kind, approved_by"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +57,37 @@ class Clinician:
     licence_expiry: int | None = None  # unix seconds; None: not recorded
 
 
+@dataclass(frozen=True, slots=True)
+class StoredReason:
+    """A reason as the node keeps it: the commitment and where it went on-chain."""
+
+    reason_hash: bytes  # the on-chain value it was stored under
+    commitment: ReasonCommitment
+    tx_hash: bytes | None  # the transaction that carried it; None: none recorded
+    opened_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BreakGlassOpening:
+    """One break-glass this node opened (or is opening)."""
+
+    patient: str
+    clinician: str
+    record_id: bytes  # ALL_RECORDS: every record of the patient
+    opened_at: int
+    expires_at: int  # the node's estimate until mined, then the chain's value
+    commitment: ReasonCommitment  # reason, salt, approver, hospital token name
+    tx_hash: bytes | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakGlassLimits:
+    window: int  # seconds, rolling
+    per_clinician: int  # openings for one clinician per window
+    per_patient: int  # openings on one patient per window
+
+
 class ClinicianDirectoryAPI(ABC):
     """The hospital's clinicians, as the hospital vouches for them."""
 
@@ -42,10 +96,46 @@ class ClinicianDirectoryAPI(ABC):
         """The clinician registered under the checksummed ``address``, or None."""
 
 
-class HospitalDirectory(ClinicianDirectoryAPI):
+class ReasonStoreAPI(ABC):
+    """Reasons kept off-chain beside their on-chain commitments, for auditors."""
+
+    @abstractmethod
+    def save_reason(self, commitment: ReasonCommitment, tx_hash: bytes = b"") -> None:
+        """Keep ``commitment`` under its hash (a second save of the same hash is ignored)."""
+
+    @abstractmethod
+    def stored_reason(self, reason_hash: bytes) -> StoredReason | None:
+        """The reason stored under ``reason_hash``, or None."""
+
+
+class BreakGlassLedgerAPI(ABC):
+    """The hospital's own record of its break-glass openings, which its caps count."""
+
+    @abstractmethod
+    def reserve(self, opening: BreakGlassOpening, limits: BreakGlassLimits) -> int:
+        """Check ``opening`` against the ledger and, in the same transaction, record it as
+        pending with its reason; return its id.
+
+        Raises Conflict if the clinician already has live break-glass on the patient that
+        covers the requested record (all records covers every record), and LimitExceeded
+        (with ``retry_after``) if the clinician or the patient reached their cap of openings
+        in the window ending at ``opening.opened_at``."""
+
+    @abstractmethod
+    def confirm(self, opening_id: int, tx_hash: bytes, expires_at: int) -> None:
+        """Mark a reserved opening as mined in ``tx_hash``, with the chain's expiry."""
+
+    @abstractmethod
+    def release(self, opening_id: int) -> None:
+        """Forget a reserved opening whose transaction failed. Its reason stays: should
+        the transaction have been mined after all, the hash on-chain can still be disclosed."""
+
+
+class HospitalDirectory(ClinicianDirectoryAPI, ReasonStoreAPI, BreakGlassLedgerAPI):
     def __init__(self, path: Path) -> None:
         self._db = SQLiteDatabase(path, "directory", _MIGRATIONS)
 
+    # -- clinicians ------------------------------------------------------------------
     def add_clinician(
         self, address: str, role: str, licence_expiry: int | None = None
     ) -> Clinician:
@@ -72,18 +162,120 @@ class HospitalDirectory(ClinicianDirectoryAPI):
             for r in self._db.query(f"SELECT {_COLUMNS} FROM clinicians ORDER BY added_at")
         ]
 
-    def save_reason(self, reason_hash: bytes, reason: str, opened_by: str, tx_hash: bytes) -> None:
+    # -- reasons ---------------------------------------------------------------------
+    def save_reason(self, commitment: ReasonCommitment, tx_hash: bytes = b"") -> None:
         with self._db.transaction() as cur:
-            cur.execute(
-                "INSERT OR IGNORE INTO break_glass_reasons VALUES (?, ?, ?, ?, ?)",
-                (reason_hash, reason, opened_by, tx_hash, int(time.time())),
-            )
+            self._insert_reason(cur, commitment, tx_hash, int(time.time()))
+
+    @staticmethod
+    def _insert_reason(cur: sqlite3.Cursor, c: ReasonCommitment, tx_hash: bytes, now: int) -> None:
+        cur.execute(
+            f"INSERT OR IGNORE INTO break_glass_reasons ({_REASON_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                c.reason_hash,
+                c.reason,
+                c.opened_by,
+                tx_hash,
+                now,
+                c.salt,
+                None if c.salt is None else c.kind,
+                c.approved_by,
+            ),
+        )
+
+    def stored_reason(self, reason_hash: bytes) -> StoredReason | None:
+        rows = self._db.query(
+            f"SELECT {_REASON_COLUMNS} FROM break_glass_reasons WHERE reason_hash = ?",
+            (reason_hash,),
+        )
+        if not rows:
+            return None
+        key, reason, opened_by, tx_hash, opened_at, salt, kind, approved_by = rows[0]
+        commitment = ReasonCommitment(
+            kind if salt is not None else LEGACY,
+            reason,
+            bytes(salt) if salt is not None else None,
+            opened_by,
+            approved_by,
+        )
+        return StoredReason(bytes(key), commitment, bytes(tx_hash) or None, opened_at)
 
     def reason(self, reason_hash: bytes) -> str | None:
-        rows = self._db.query(
-            "SELECT reason FROM break_glass_reasons WHERE reason_hash = ?", (reason_hash,)
-        )
-        return rows[0][0] if rows else None
+        """The reason text stored under ``reason_hash`` (see ``stored_reason``)."""
+        found = self.stored_reason(reason_hash)
+        return found.commitment.reason if found else None
+
+    # -- break-glass ledger ----------------------------------------------------------
+    def reserve(self, opening: BreakGlassOpening, limits: BreakGlassLimits) -> int:
+        now = opening.opened_at
+        since = now - limits.window
+        with self._db.transaction() as cur:
+            live = cur.execute(
+                "SELECT MAX(expires_at) FROM break_glass_openings WHERE patient = ?"
+                " AND clinician = ? AND expires_at > ? AND record_id IN (?, ?)",
+                (opening.patient, opening.clinician, now, opening.record_id, ALL_RECORDS),
+            ).fetchone()[0]
+            if live is not None:
+                raise Conflict(
+                    f"clinician {opening.clinician} already has live break-glass on this "
+                    f"patient until {live}; it cannot be renewed before it ends"
+                )
+            for column, value, cap, who in (
+                ("clinician", opening.clinician, limits.per_clinician, "this clinician"),
+                ("patient", opening.patient, limits.per_patient, "this patient"),
+            ):
+                count, oldest = cur.execute(
+                    f"SELECT COUNT(*), MIN(opened_at) FROM break_glass_openings"
+                    f" WHERE {column} = ? AND opened_at > ?",
+                    (value, since),
+                ).fetchone()
+                if count >= cap:
+                    retry = max(1, int(oldest) + limits.window - now + 1)
+                    raise LimitExceeded(
+                        f"break-glass cap reached: {count} openings for {who} in the last "
+                        f"{limits.window} s (at most {cap}); retry in {retry} s",
+                        retry_after=retry,
+                    )
+            c = opening.commitment
+            cur.execute(
+                "INSERT INTO break_glass_openings (patient, clinician, record_id, approved_by,"
+                " opened_by, opened_at, expires_at, reason_hash, tx_hash, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 'pending')",
+                (
+                    opening.patient,
+                    opening.clinician,
+                    opening.record_id,
+                    c.approved_by or "",
+                    c.opened_by,
+                    now,
+                    opening.expires_at,
+                    c.reason_hash,
+                ),
+            )
+            opening_id = int(cur.lastrowid or 0)
+            self._insert_reason(cur, c, b"", now)
+        return opening_id
+
+    def confirm(self, opening_id: int, tx_hash: bytes, expires_at: int) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                "UPDATE break_glass_openings SET state = 'open', tx_hash = ?, expires_at = ?"
+                " WHERE id = ?",
+                (tx_hash, expires_at, opening_id),
+            )
+            cur.execute(
+                "UPDATE break_glass_reasons SET tx_hash = ? WHERE reason_hash ="
+                " (SELECT reason_hash FROM break_glass_openings WHERE id = ?)",
+                (tx_hash, opening_id),
+            )
+
+    def release(self, opening_id: int) -> None:
+        with self._db.transaction() as cur:
+            cur.execute(
+                "DELETE FROM break_glass_openings WHERE id = ? AND state = 'pending'",
+                (opening_id,),
+            )
 
     def close(self) -> None:
         self._db.close()

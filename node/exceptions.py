@@ -33,6 +33,15 @@ class Conflict(NodeError):
     """The request clashes with current state (a used nonce, an existing id)."""
 
 
+class LimitExceeded(NodeError):
+    """A policy cap is reached (e.g. break-glass openings per clinician in a rolling window);
+    ``retry_after``: seconds until the cap frees a slot, when known."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(InvalidRequest):
     """The upload exceeds the configured size limit."""
 

@@ -8,8 +8,9 @@ background worker until done: evict the cached blob, delete it from every replic
 a ``RecordErased`` tombstone (one transaction per batch). The anchored hash stays on-chain as
 evidence that the record existed unaltered; only the content is gone.
 
-The reason may describe a patient's situation, so only its keccak256 goes on-chain (as for
-break-glass); the text stays in the node's state DB.
+The reason may describe a patient's situation, so only a salted commitment to it goes
+on-chain (as for break-glass, node/audit/reasons.py); text and salt stay in the node's
+directory for auditors.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from eth_utils import keccak
-
+from node.audit.reasons import ERASURE, ReasonCommitment, encodable, new_commitment
 from node.chain.abc import ChainClientAPI
 from node.chain.exceptions import ChainError
 from node.exceptions import InvalidRequest
@@ -37,6 +37,7 @@ class ErasureResult:
     reason_hash: bytes
     erased: list[bytes] = field(default_factory=list)  # newly erased, keys destroyed
     already_erased: list[bytes] = field(default_factory=list)
+    commitment: ReasonCommitment | None = None  # reason and salt behind reason_hash
 
 
 def erase_records(
@@ -45,8 +46,12 @@ def erase_records(
     *,
     index: RecordIndexAPI,
     now: int,
+    requested_by: str = "",
 ) -> ErasureResult:
     """Destroy the records' data keys (all or nothing) and queue their follow-ups.
+
+    The tombstones carry a salted commitment to the reason and ``requested_by`` (the hospital
+    API token's name), returned in the result for the caller to keep off-chain.
 
     Every record in this node's index is its hospital's (the index is not shared between
     hospitals), so there is no per-record ownership check: a signing-key rotation changes
@@ -57,14 +62,17 @@ def erase_records(
     """
     if not reason.strip():
         raise InvalidRequest("an erasure reason is mandatory")
+    if not encodable(reason):
+        raise InvalidRequest("the reason is not valid Unicode text")
     ids = list(dict.fromkeys(record_ids))
     if not ids:
         raise InvalidRequest("no record to erase")
-    reason_hash = keccak(text=reason)
+    commitment = new_commitment(ERASURE, reason, requested_by)
+    reason_hash = commitment.reason_hash
     newly = index.mark_erased(ids, now, reason_hash)
     fresh = set(newly)
     log.info("erased %d records (reason 0x%s)", len(newly), reason_hash.hex())
-    return ErasureResult(reason_hash, newly, [rid for rid in ids if rid not in fresh])
+    return ErasureResult(reason_hash, newly, [rid for rid in ids if rid not in fresh], commitment)
 
 
 def patient_record_ids(patient: str, *, index: RecordIndexAPI) -> list[bytes]:
@@ -85,7 +93,11 @@ def finish_erasures(
 ) -> int:
     """Purge the blobs and anchor the tombstones of up to ``limit`` erased records; return
     how many made progress (0: nothing left, or every backend it needs is down). Failures
-    leave the work listed for the next round."""
+    leave the work listed for the next round.
+
+    RecordRegistry takes a tombstone only from the hospital whose namespace the record id is
+    in (its member id, ``node.chain.record_ids``), which every record this node uploaded is,
+    under any of its signing keys; the record need not be anchored yet."""
     pending = index.pending_erasures(limit)
     purged: list[bytes] = []
     for item in pending:

@@ -4,10 +4,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.api.schemas.common import Address, Hex32, HexBytes
+from node.api.schemas.common import Address, Hex32, HexBytes, JsonBody, to_hex
+from node.flows.break_glass import BreakGlassNotice, Disclosure
 
 
-class GrantIn(BaseModel):
+class GrantIn(JsonBody):
     patient: Address
     grantee: Address
     scopeKind: int = Field(ge=0, le=2, description="0 record, 1 category, 2 all")
@@ -17,7 +18,7 @@ class GrantIn(BaseModel):
     deadline: int = Field(ge=0, lt=2**256)
 
 
-class RevokeIn(BaseModel):
+class RevokeIn(JsonBody):
     patient: Address
     grantee: Address
     scopeKind: int = Field(ge=0, le=2)
@@ -40,7 +41,7 @@ class SignedRevoke(BaseModel):
     domain: dict[str, Any] | None = None
 
 
-class GrantClassIn(BaseModel):
+class GrantClassIn(JsonBody):
     """An EIP-712 GrantClass as the patient's wallet signed it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -59,7 +60,7 @@ class GrantClassIn(BaseModel):
     deadline: int = Field(ge=0, lt=2**256)
 
 
-class RevokeClassIn(BaseModel):
+class RevokeClassIn(JsonBody):
     """An EIP-712 RevokeClass as the patient's wallet signed it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -116,13 +117,103 @@ class RelayOut(BaseModel):
     error: str | None = None
 
 
-class BreakGlassIn(BaseModel):
+class BreakGlassIn(JsonBody):
+    """Emergency access for one of the hospital's clinicians, approved by another."""
+
+    model_config = ConfigDict(extra="forbid")
+
     patient: Address
-    clinician: Address
+    clinician: Address = Field(
+        description="who gets access: in the hospital's directory (POST /clinicians) with a "
+        "role in break_glass.roles"
+    )
+    approved_by: Address = Field(
+        description="another clinician of the directory, with a role in "
+        "break_glass.approver_roles, who approved this opening"
+    )
     record_id: Hex32 | None = Field(None, description="one record, or every record if absent")
-    duration_seconds: int = Field(gt=0)
+    duration_seconds: int = Field(gt=0, description="at most break_glass.max_duration")
     reason: str = Field(min_length=1, max_length=1000)
 
 
 class BreakGlassOut(TxOut):
+    reason_hash: str = Field(description="the salted commitment that went on-chain")
+    reason_salt: str = Field(description="its 32-byte salt (0x-hex)")
+    expires_at: int = Field(description="unix seconds, as the chain set it")
+    approved_by: str
+    opened_by: str = Field(description="the name of the API token that opened it")
+
+
+class ReasonDisclosureOut(BaseModel):
+    """A reason kept off-chain, with what recomputes its on-chain hash: for kinds
+    ``emr-node:break-glass:v1`` and ``emr-node:erasure:v1``, reason_hash =
+    keccak256(abi.encode(bytes32 salt, string kind, string reason, address approved_by
+    (zero address if none), string opened_by)); for ``unsalted`` (stored before salting),
+    keccak256(reason)."""
+
+    reason: str
+    kind: str = Field(description="emr-node:break-glass:v1 | emr-node:erasure:v1 | unsalted")
+    salt: str | None = Field(description="0x-hex 32 bytes; null for an unsalted reason")
+    approved_by: str | None = Field(description="the approving clinician, if any")
+    opened_by: str = Field(description="the name of the hospital API token that asked")
+    verified: bool = Field(description="the disclosure recomputes the on-chain hash")
+
+    @classmethod
+    def of(cls, d: Disclosure) -> ReasonDisclosureOut:
+        c = d.commitment
+        return cls(
+            reason=c.reason,
+            kind=c.kind,
+            salt=to_hex(c.salt) if c.salt is not None else None,
+            approved_by=c.approved_by,
+            opened_by=c.opened_by,
+            verified=d.verified,
+        )
+
+
+class StoredReasonOut(ReasonDisclosureOut):
     reason_hash: str
+    tx_hash: str | None = Field(description="the transaction that carried it, if recorded")
+    stored_at: int = Field(description="unix seconds")
+
+
+class BreakGlassNoticeOut(BaseModel):
+    """One break-glass on the patient's records (any member hospital)."""
+
+    patient: str
+    clinician: str
+    record_id: str | None = Field(description="null: every record of the patient")
+    hospital: str = Field(description="address of the member hospital that opened it")
+    opened_at: int = Field(description="unix seconds (block time)")
+    expires_at: int
+    live: bool = Field(description="the access has not ended yet")
+    tx_hash: str
+    block_number: int
+    reason_hash: str
+    disclosure: ReasonDisclosureOut | None = Field(
+        description="reason, salt, approver and token name, when this node opened it"
+    )
+
+    @classmethod
+    def of(cls, n: BreakGlassNotice, now: int) -> BreakGlassNoticeOut:
+        e, args = n.event, n.event.args
+        rid = bytes(args["recordId"])
+        return cls(
+            patient=args["patient"],
+            clinician=args["clinician"],
+            record_id=None if rid == b"\x00" * 32 else to_hex(rid),
+            hospital=args["hospital"],
+            opened_at=e.timestamp,
+            expires_at=int(args["expiresAt"]),
+            live=int(args["expiresAt"]) > now,
+            tx_hash=to_hex(e.tx_hash),
+            block_number=e.block_number,
+            reason_hash=to_hex(bytes(args["reasonHash"])),
+            disclosure=ReasonDisclosureOut.of(n.disclosure) if n.disclosure else None,
+        )
+
+
+class BreakGlassFeedOut(BaseModel):
+    patient: str
+    as_of: int = Field(description="unix seconds of this answer: the next visit's `since`")
+    break_glass: list[BreakGlassNoticeOut]
