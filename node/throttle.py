@@ -5,6 +5,7 @@ costing ``cost`` tokens passes if that many are there. ``RedisTokenBucket`` keep
 buckets in Redis so every node process draws from the same ones; ``LocalTokenBucket`` keeps
 them in this process; ``FallbackThrottle`` uses Redis and, while Redis is unreachable, the
 local buckets (reporting ``degraded`` for the health endpoint) instead of failing requests.
+``CallerThrottles`` holds the node's limiters, one per sort of caller.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Protocol
 
 import redis
 
+from node.auth.principal import Role
 from node.exceptions import ThrottleUnavailable
 from storage.backends.redis import redis_client, redis_location
 
 __all__ = [
+    "CallerThrottles",
     "FallbackThrottle",
     "LocalTokenBucket",
+    "OutageSwitch",
     "RedisTokenBucket",
     "ThrottleAPI",
     "ThrottleDecision",
@@ -33,6 +39,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,12 @@ class ThrottleAPI(ABC):
         is not between 1 and the bucket's burst (it could never pass), and
         ThrottleUnavailable if the limiter's store cannot be reached.
         """
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the limiter runs on a stand-in (e.g. in-process buckets while its shared
+        store is down); False unless a limiter has one."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -221,11 +237,60 @@ class RedisTokenBucket(ThrottleAPI):
             self._client.close()
 
 
+class OutageSwitch:
+    """Whether a shared limiter store is down, for every ``FallbackThrottle`` using it.
+
+    Buckets sharing one Redis share one switch: one outage is logged once, one request
+    probes the store every ``retry_interval`` seconds, and its recovery restores them all.
+    """
+
+    def __init__(
+        self, *, retry_interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._degraded = False
+        self._retry_at = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        """Whether requests are being limited by local fallbacks."""
+        return self._degraded
+
+    def should_try(self) -> bool:
+        """Whether this caller should use the shared store (it is up, or it is time to
+        probe it again)."""
+        if not self._degraded:
+            return True
+        with self._lock:
+            now = self._clock()
+            if not self._degraded or now >= self._retry_at:
+                self._retry_at = now + self._retry_interval  # this caller probes
+                return True
+            return False
+
+    def failed(self, err: Exception) -> None:
+        with self._lock:
+            if not self._degraded:
+                self._degraded = True
+                logger.warning("%s; limiting with in-process buckets", err)
+            self._retry_at = self._clock() + self._retry_interval
+
+    def succeeded(self) -> None:
+        if self._degraded:
+            with self._lock:
+                if self._degraded:
+                    self._degraded = False
+                    logger.info("shared rate limiter is back")
+
+
 class FallbackThrottle(ThrottleAPI):
     """``primary`` (normally a RedisTokenBucket), or ``fallback`` while it is unreachable.
 
     The switch is logged once per outage; ``degraded`` is true meanwhile. The primary is
-    tried again every ``retry_interval`` seconds, by one request. Note that local buckets
+    tried again every ``retry_interval`` seconds, by one request. Pass one ``switch`` to the
+    fallbacks of buckets in the same store to switch them together. Note that local buckets
     are per process: size the fallback's rate for one process's share of the traffic.
     """
 
@@ -236,14 +301,11 @@ class FallbackThrottle(ThrottleAPI):
         *,
         retry_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        switch: OutageSwitch | None = None,
     ) -> None:
         self._primary = primary
         self._fallback = fallback
-        self._retry_interval = retry_interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._degraded = False
-        self._retry_at = 0.0
+        self._switch = switch or OutageSwitch(retry_interval=retry_interval, clock=clock)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._primary!r}, {self._fallback!r})"
@@ -251,37 +313,57 @@ class FallbackThrottle(ThrottleAPI):
     @property
     def degraded(self) -> bool:
         """Whether requests are being limited by the local fallback."""
-        return self._degraded
-
-    def _try_primary(self) -> bool:
-        if not self._degraded:
-            return True
-        with self._lock:
-            now = self._clock()
-            if not self._degraded or now >= self._retry_at:
-                self._retry_at = now + self._retry_interval  # this caller probes
-                return True
-            return False
+        return self._switch.degraded
 
     def acquire(self, key: str, cost: int = 1) -> ThrottleDecision:
-        if self._try_primary():
+        if self._switch.should_try():
             try:
                 decision = self._primary.acquire(key, cost)
             except ThrottleUnavailable as err:
-                with self._lock:
-                    if not self._degraded:
-                        self._degraded = True
-                        logger.warning("%s; limiting with in-process buckets", err)
-                    self._retry_at = self._clock() + self._retry_interval
+                self._switch.failed(err)
             else:
-                if self._degraded:
-                    with self._lock:
-                        if self._degraded:
-                            self._degraded = False
-                            logger.info("shared rate limiter is back")
+                self._switch.succeeded()
                 return decision
         return self._fallback.acquire(key, cost)
 
     def close(self) -> None:
         self._primary.close()
         self._fallback.close()
+
+
+@dataclass(frozen=True)
+class CallerThrottles:
+    """The node's buckets, one kind per sort of caller (see ``ThrottleSettings``).
+
+    ``tokens`` has one limiter per API token role, keyed by token id; ``wallet`` is keyed
+    by wallet address and ``anonymous`` by client address; ``hospital`` is the one bucket
+    every valid API token of this hospital also draws from. ``trusted_proxies`` are the
+    peers whose X-Forwarded-For is believed. ``resources`` are closed with the buckets
+    (e.g. a Redis client they share).
+    """
+
+    tokens: Mapping[Role, ThrottleAPI]
+    wallet: ThrottleAPI
+    anonymous: ThrottleAPI
+    hospital: ThrottleAPI
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    resources: tuple[Closable, ...] = field(default=(), repr=False)
+
+    def __iter__(self) -> Iterator[ThrottleAPI]:
+        """Every limiter, each once."""
+        seen: list[ThrottleAPI] = []
+        for bucket in (*self.tokens.values(), self.wallet, self.anonymous, self.hospital):
+            if not any(bucket is s for s in seen):
+                seen.append(bucket)
+        return iter(seen)
+
+    @property
+    def degraded(self) -> bool:
+        """Whether any limiter is running on its in-process fallback."""
+        return any(b.degraded for b in self)
+
+    def close(self) -> None:
+        for bucket in self:
+            bucket.close()
+        for resource in self.resources:
+            resource.close()

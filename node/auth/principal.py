@@ -16,6 +16,7 @@ class Role(StrEnum):
 class TokenPrincipal:
     name: str
     role: Role
+    token_id: str = ""  # the token's public id (throttling, logs); never the token itself
 
     def has(self, *roles: Role) -> bool:
         return self.role is Role.ADMIN or self.role in roles

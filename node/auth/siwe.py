@@ -2,6 +2,8 @@
 
 The node issues the whole message and keeps it under its nonce; at login it accepts only
 that exact text, so domain, URI, chain id and expiry are the node's own, not the caller's.
+Domain and URI come from the node's configured public URL, never from the request (a
+phishing site proxying to the node must not get a message that names itself).
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
 _NONCE_LINE = re.compile(r"^Nonce: ([A-Za-z0-9]{8,})$", re.MULTILINE)
+_DOMAIN_LINE = re.compile(r"\A(\S+) wants you to sign in with your Ethereum account:\n")
 STATEMENT = "Sign in to read medical records through this emr-node."
 
 
@@ -46,6 +50,18 @@ def build_message(
         f"Issued At: {_iso(issued_at)}\n"
         f"Expiration Time: {_iso(expires_at)}"
     )
+
+
+def origin(public_url: str, domain: str | None = None) -> tuple[str, str]:
+    """The (domain, URI) a sign-in message names: ``domain`` if configured, else the
+    public URL's host[:port]; the URI is the public URL itself."""
+    return domain or urlsplit(public_url).netloc, public_url
+
+
+def domain_of(message: str) -> str | None:
+    """The domain on a message's first line, or None when it has no EIP-4361 preamble."""
+    match = _DOMAIN_LINE.match(message)
+    return match.group(1) if match else None
 
 
 def nonce_of(message: str) -> str | None:
