@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from zk.credentials import ROLES
+
+# A clinician role by name; an unknown name is refused with 400 naming it.
+RoleName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(ROLES)})]
 
 
 class PolicyCallOut(BaseModel):
@@ -36,7 +43,7 @@ class ProposalOut(BaseModel):
 class PolicyProposalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    roles: list[str] = Field(
+    roles: list[RoleName] = Field(
         max_length=16,
         description="clinician roles allowed to read the category with a proof "
         "(empty: nobody); the patient's consent must still name the reader's class",

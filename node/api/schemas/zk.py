@@ -3,44 +3,28 @@ snarkjs convention) or 0x-hex; both are checked to be below the BN254 scalar fie
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from node.api.schemas.common import Address, Hex32
+from node.api.schemas.common import Address, Hex32, JsonBody, uint_text
 from zk.field import P, R
 
-
-def _number(value: Any, modulus: int, what: str) -> str:
-    if isinstance(value, bool):
-        raise ValueError("must be a field element (decimal string or 0x-hex)")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = int(value, 16) if value.startswith("0x") else int(value, 10)
-        except ValueError:
-            raise ValueError("must be a field element (decimal string or 0x-hex)") from None
-    else:
-        raise ValueError("must be a field element (decimal string or 0x-hex)")
-    if not 0 <= number < modulus:
-        raise ValueError(f"is not below the BN254 {what} modulus")
-    return str(number)
-
-
-FieldElement = Annotated[str | int, AfterValidator(lambda v: _number(v, R, "scalar field"))]
+FieldElement = uint_text(R, "the BN254 scalar field")
+# Identity commitments are Poseidon hashes: 0 is no one's.
+Commitment = uint_text(R, "the BN254 scalar field", nonzero=True)
 # Proof words are curve coordinates: elements of the base field.
-ProofWord = Annotated[str | int, AfterValidator(lambda v: _number(v, P, "base field"))]
+ProofWord = uint_text(P, "the BN254 base field")
 
 
-class _Strict(BaseModel):
+class _Strict(JsonBody):
     """A request body: unknown fields are refused (422 naming the field), never ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
 
 class CredentialIn(_Strict):
-    identity_commitment: FieldElement = Field(
+    identity_commitment: Commitment = Field(
         description="Poseidon1(secret) of the clinician's identity (decimal or 0x-hex)"
     )
     clinician: Address = Field(
