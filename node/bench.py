@@ -86,6 +86,7 @@ def bench_flow(
         node = _node(Path(tmp), hsm_env)
         patients = [Account.create().address for _ in range(50)]
         payloads = [os.urandom(size) for _ in range(n)]
+        member_id = node.chain.member_id(node.hospital)
         node.start()
         t0 = time.perf_counter()
         for i in range(0, n, batch):
@@ -95,6 +96,7 @@ def bench_flow(
                     for j in range(i, min(i + batch, n))
                 ],
                 hospital=node.hospital,
+                member_id=member_id,
                 blobs=node.blobs,
                 index=node.index,
                 keys=node.keys,
@@ -140,6 +142,7 @@ def _serve(
         EMR_HSM__PASSPHRASE="bench",
         EMR_HSM__SCRYPT_N="1024",
         EMR_CHAIN__ANCHOR_INTERVAL="0.5",
+        EMR_API__PUBLIC_URL=f"http://127.0.0.1:{port}",
         **(extra_env or {}),
     )
     cmd = [sys.executable, "-m", "node.cli.main", "run", "--port", str(port)]
@@ -204,7 +207,8 @@ def bench_http(
                 list(pool.map(one, range(n)))
             upload_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            while httpx.get(f"{url}/health").json()["pending_anchors"]:
+            operator = {"Authorization": f"Bearer {admin}"}  # queues are for operators
+            while httpx.get(f"{url}/health", headers=operator).json()["pending_anchors"]:
                 if time.perf_counter() - t1 > 600:
                     raise TimeoutError("anchoring did not finish")
                 time.sleep(0.1)

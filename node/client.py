@@ -96,8 +96,25 @@ class EmrClient:
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/health")
 
-    def create_token(self, name: str, role: str) -> str:
-        return self._json("POST", "/admin/tokens", json={"name": name, "role": role})["token"]
+    def create_token(self, name: str, role: str, *, expires_in: int | None = None) -> str:
+        """Create an API token (admin token); return the token (shown once)."""
+        return self.issue_token(name, role, expires_in=expires_in)["token"]
+
+    def issue_token(self, name: str, role: str, *, expires_in: int | None = None) -> dict[str, Any]:
+        """Create an API token (admin token): its id, name, role, expires_at and token."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return self._json("POST", "/admin/tokens", json=body)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """Every API token without its secret: id, name, role, times, live (admin token)."""
+        return self._json("GET", "/admin/tokens")
+
+    def revoke_token(self, token_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Revoke an API token by id (admin token); ``force`` for the last live admin one."""
+        params = {"force": "true"} if force else None
+        return self._json("POST", f"/admin/tokens/{token_id}/revoke", params=params)
 
     def rotate_keys(self) -> int:
         """Rotate the node's KEK (admin token); return the new version."""
@@ -173,6 +190,11 @@ class EmrClient:
         signed = account.sign_message(encode_defunct(text=challenge["message"]))
         body = {"message": challenge["message"], "signature": "0x" + signed.signature.hex()}
         return self._json("POST", "/auth/login", json=body)["token"]
+
+    def logout(self, session: str, *, everywhere: bool = False) -> None:
+        """End a wallet session (``everywhere``: every session of that wallet)."""
+        params = {"everywhere": "true"} if everywhere else None
+        self._call("POST", "/auth/logout", token=session, params=params)
 
     # -- consent ---------------------------------------------------------------
     def typed_data(self) -> dict[str, Any]:
@@ -291,17 +313,31 @@ class EmrClient:
         clinician: str,
         reason: str,
         *,
+        approved_by: str | None = None,
         duration: int = 3600,
         record_id: str | None = None,
     ) -> dict[str, Any]:
-        body = {
+        """Open emergency access (hospital token) for a clinician of the directory,
+        ``approved_by`` another (the node refuses it without an approver)."""
+        body: dict[str, Any] = {
             "patient": patient,
             "clinician": clinician,
             "record_id": record_id,
             "duration_seconds": duration,
             "reason": reason,
         }
+        if approved_by is not None:
+            body["approved_by"] = approved_by
         return self._json("POST", "/break-glass", json=body)
+
+    def my_break_glass(self, session: str, *, since: int | None = None) -> dict[str, Any]:
+        """Every break-glass on the signed-in patient's records (wallet session)."""
+        params = {"since": since} if since is not None else None
+        return self._json("GET", "/me/break-glass", token=session, params=params)
+
+    def reason(self, reason_hash: str) -> dict[str, Any]:
+        """The reason, salt and approver behind an on-chain reasonHash (auditor token)."""
+        return self._json("GET", f"/audit/reasons/{reason_hash}")
 
     # -- audit -----------------------------------------------------------------
     def audit_events(self, *, token: str | None = None, **filters: Any) -> list[dict[str, Any]]:

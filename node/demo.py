@@ -75,11 +75,25 @@ def run_demo(url: str, admin_token: str, say: Callable[[str], None] = print) -> 
         seen["ada_denied_after_revoke"] = err.status == 403
         say(f"   Ada is now refused: HTTP {err.status}")
 
+    # Break-glass: Bob must be in the hospital's directory, and another clinician approves.
+    dr_cho = Account.create()
+    hospital.add_clinician(dr_bob.address, "physician")
+    hospital.add_clinician(dr_cho.address, "emergency")
     bg = hospital.break_glass(
-        patient.address, dr_bob.address, "unconscious patient in ER", duration=900
+        patient.address,
+        dr_bob.address,
+        "unconscious patient in ER",
+        approved_by=dr_cho.address,
+        duration=900,
     )
     seen["bob_break_glass_read"] = public.read(rid, bob).content == content
-    say(f"   break-glass opened for Bob (tx {bg['tx_hash']}); Bob read the record")
+    say(
+        f"   break-glass opened for Bob, approved by Dr Cho (tx {bg['tx_hash']}); "
+        "Bob read the record"
+    )
+    feed = public.my_break_glass(pat)["break_glass"]
+    seen["patient_saw_break_glass"] = [n["clinician"] for n in feed] == [dr_bob.address]
+    say(f"   the patient sees it in their feed: {feed[0]['disclosure']['reason']!r}")
 
     # 4. Audit
     _wait(lambda: admin.health()["pending_access_log"] == 0)

@@ -4,10 +4,12 @@ package only its own sub-model; packages never read the environment."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +32,14 @@ class StorageSettings(BaseModel):
     mysql_database: str = "emr"
     mysql_pool_size: int = Field(8, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis AUTH / ACL for the cache and the throttle buckets: here, or in the URL
+    # (redis://user:password@host:6379/0; rediss:// for TLS), not both.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    # Key of the cache entries' HMAC (64 hex digits). Unset: derived from the key store, so
+    # every process of the node agrees on it without a file to share; set it only where the
+    # key store cannot derive one.
+    cache_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _replication_bounds(self) -> StorageSettings:
@@ -37,6 +47,13 @@ class StorageSettings(BaseModel):
             raise ValueError("replication_max must be >= replication_min")
         if self.blob_backend == "ipfs" and len(self.ipfs_nodes) < self.replication_max:
             raise ValueError("replication_max is larger than the number of IPFS nodes")
+        url = urlsplit(self.redis_url)
+        if (self.redis_username or self.redis_password) and (url.username or url.password):
+            raise ValueError("give the Redis credentials in redis_url or redis_password, not both")
+        if self.cache_key is not None and not re.fullmatch(
+            "[0-9a-fA-F]{64}", self.cache_key.get_secret_value()
+        ):
+            raise ValueError("cache_key must be 64 hex digits (32 bytes)")
         return self
 
 
@@ -53,7 +70,9 @@ class HSMSettings(BaseModel):
     # Passphrase of the software key store. Unset on the embedded default: the node then
     # generates one into <data_dir>/keystore.pass (0600) and says so at start.
     passphrase: SecretStr | None = None
-    scrypt_n: int = Field(2**15, ge=2**10)
+    # scrypt cost of a new software key store (2**17: ~0.4 s and 128 MiB once per start);
+    # an existing store keeps the cost it was created with. Lower values are for tests.
+    scrypt_n: int = Field(2**17, ge=2**10)
     # Production mode refuses the software key store unless this says otherwise.
     allow_software_in_production: bool = False
 
@@ -108,13 +127,71 @@ class ZkSettings(BaseModel):
 
 
 class ThrottleSettings(BaseModel):
-    """Token buckets per requester and per hospital (429 with Retry-After when empty)."""
+    """Token buckets by authenticated caller (429 with Retry-After when empty).
+
+    Rates are requests per second, refilled continuously; a burst is the bucket's size. A
+    valid API token has a bucket of its own (by its role) and also draws from the
+    hospital-wide bucket; a wallet session has one per wallet address; everyone else (no,
+    unknown, expired or revoked credential) shares one stricter bucket per client address.
+    """
 
     enabled: bool = False
-    requester_rate: float = Field(50.0, gt=0)  # requests per second, refilled continuously
-    requester_burst: int = Field(100, ge=1)
-    hospital_rate: float = Field(2000.0, gt=0)
-    hospital_burst: int = Field(4000, ge=1)
+    hospital_token_rate: float = Field(5000.0, gt=0)
+    hospital_token_burst: int = Field(10000, ge=1)
+    admin_token_rate: float = Field(5000.0, gt=0)
+    admin_token_burst: int = Field(10000, ge=1)
+    auditor_token_rate: float = Field(500.0, gt=0)
+    auditor_token_burst: int = Field(1000, ge=1)
+    wallet_rate: float = Field(50.0, gt=0)
+    wallet_burst: int = Field(100, ge=1)
+    anonymous_rate: float = Field(20.0, gt=0)
+    anonymous_burst: int = Field(40, ge=1)
+    # Every API token of this hospital together.
+    hospital_rate: float = Field(10000.0, gt=0)
+    hospital_burst: int = Field(20000, ge=1)
+    # Reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client; from any other
+    # peer the header is ignored. The client is the right-most address not in this list.
+    trusted_proxies: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        old = {"requester_rate", "requester_burst"} & set(data if isinstance(data, dict) else ())
+        if old:
+            raise ValueError(
+                f"{', '.join(sorted(old))}: replaced by per-caller limits "
+                "(hospital_token_*, admin_token_*, auditor_token_*, wallet_*, anonymous_*)"
+            )
+        return data
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return [item.strip() for item in value]
+
+
+class BreakGlassSettings(BaseModel):
+    """Emergency access (POST /break-glass): who may open it, who approves it, for how long
+    and how often. Clinician and approver must be in the hospital's directory (POST
+    /clinicians) with one of these roles (an expired licence is refused); the caps count
+    this node's openings over a rolling window."""
+
+    roles: list[str] = Field(
+        ["physician", "nurse", "paramedic", "midwife", "emergency"], min_length=1
+    )
+    approver_roles: list[str] = Field(["physician", "emergency"], min_length=1)
+    # Longest access one opening gives (ConsentRegistry allows at most 24 h).
+    max_duration: int = Field(4 * 3600, ge=60, le=24 * 3600)
+    window: int = Field(24 * 3600, ge=60, le=90 * 86400)  # seconds, rolling
+    max_per_clinician: int = Field(5, ge=1)  # openings for one clinician per window
+    max_per_patient: int = Field(3, ge=1)  # openings on one patient per window
 
 
 class ApiSettings(BaseModel):
@@ -124,11 +201,67 @@ class ApiSettings(BaseModel):
     # Group commit: concurrent uploads wait up to this long to share one storage commit.
     upload_batch_window: float = Field(0.005, ge=0, le=1)
     upload_max_batch: int = Field(500, ge=1, le=5000)
+    # The URL people and hospital systems use to reach the node (scheme, host, optional port
+    # and path). Sign-in messages name it and requests for other hosts are refused.
+    # Default http://{host}:{port}; production mode requires it.
+    public_url: str | None = None
+    # Further Host names the node answers to (besides public_url's; embedded mode also
+    # localhost, 127.0.0.1, ::1). "*.example.org" admits every subdomain.
+    trusted_hosts: list[str] = []
+    # Browser origins (scheme://host[:port]) allowed to call the API cross-origin; none by
+    # default.
+    cors_origins: list[str] = []
+    # Bodies: every route but uploads takes at most max_json_bytes (413 above, checked
+    # while streaming); each read of a body must arrive within body_timeout seconds and the
+    # whole body within body_total_timeout (408 otherwise).
+    max_json_bytes: int = Field(1024 * 1024, ge=1024)
+    body_timeout: float = Field(15.0, gt=0)
+    body_total_timeout: float = Field(120.0, gt=0)
+    # Request line and headers: at most this many bytes (431), all within header_timeout
+    # seconds of their first byte (408).
+    max_header_bytes: int = Field(32 * 1024, ge=4096)
+    header_timeout: float = Field(15.0, gt=0)
     # Sign-In with Ethereum (EIP-4361) parameters.
-    siwe_domain: str | None = None  # default: host:port
+    siwe_domain: str | None = None  # default: public_url's host[:port]
     challenge_ttl: int = Field(300, ge=10)
     session_ttl: int = Field(3600, ge=60)
-    max_break_glass_seconds: int = Field(24 * 3600, ge=60, le=24 * 3600)
+    # API tokens expire this many days after creation unless the admin says otherwise
+    # (0: they live until revoked). The bootstrap admin token never expires.
+    token_ttl_days: int = Field(365, ge=0, le=3650)
+    # Seconds an API process serves a looked-up token or session from memory: a revoked
+    # one fails on every process within this bound (0: query the database every time).
+    auth_cache_ttl: float = Field(2.0, ge=0, le=60)
+    # Deprecated: use break_glass.max_duration (EMR_BREAK_GLASS__MAX_DURATION); still
+    # honoured as the longest break-glass when that one is not set.
+    max_break_glass_seconds: int | None = Field(None, ge=60, le=24 * 3600)
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url("public_url", value, path=True)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        return [_http_url("cors_origins", origin, path=False) for origin in value]
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [h.strip().lower().strip("[]") for h in value]
+        for host in hosts:
+            name = host.removeprefix("*.")
+            if not name or "*" in name or "/" in name or " " in name:
+                raise ValueError(f"trusted_hosts: {host!r} is not a host name (or *.domain)")
+        return hosts
+
+    @property
+    def resolved_public_url(self) -> str:
+        """public_url, or http://host:port (loopback when listening on every interface)."""
+        if self.public_url is not None:
+            return self.public_url
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
 
 class Settings(BaseSettings):
@@ -146,6 +279,14 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     zk: ZkSettings = ZkSettings()
+    break_glass: BreakGlassSettings = BreakGlassSettings()
+
+    @model_validator(mode="after")
+    def _legacy_break_glass_limit(self) -> Settings:
+        legacy = self.api.max_break_glass_seconds  # deprecated, see ApiSettings
+        if legacy is not None and "max_duration" not in self.break_glass.model_fields_set:
+            self.break_glass = self.break_glass.model_copy(update={"max_duration": legacy})
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -169,9 +310,36 @@ class Settings(BaseSettings):
         data["throttle"] = throttle
         return data
 
+    @model_validator(mode="after")
+    def _production_public_url(self) -> Settings:
+        if self.mode == "production" and self.api.public_url is None:
+            raise ValueError(
+                "production mode needs api.public_url (EMR_API__PUBLIC_URL): the URL people "
+                "use to reach this node, e.g. https://emr.hospital.example; sign-in messages "
+                "name it and requests for other hosts are refused"
+            )
+        return self
+
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+
+def _http_url(field: str, value: str, *, path: bool) -> str:
+    """``value`` as an http(s) URL without a trailing slash (an origin when not ``path``)."""
+    url = value.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as err:
+        raise ValueError(f"{field}: {value!r} is not a URL: {err}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{field}: {value!r} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment or "*" in url:
+        raise ValueError(f"{field}: {value!r} must not carry credentials, a query or a fragment")
+    if parts.path and not path:
+        raise ValueError(f"{field}: {value!r} must be an origin (scheme://host[:port]), no path")
+    return url
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

@@ -10,13 +10,14 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from web3 import Web3
 
 from hsm.abc import KeyStoreAPI
 from hsm.account import SignerAccount
+from hsm.exceptions import HSMError
 from hsm.software import SoftwareKeyStore
 from node.audit.abc import AccessLogQueueAPI, KeyAuditLogAPI
 from node.audit.key_log import KeyAction, SQLiteKeyAuditLog
@@ -41,12 +42,13 @@ from node.flows.erase_record import MAX_TOMBSTONE_BATCH, finish_erasures
 from node.flows.relay_consent import drain_relays
 from node.flows.rotate_keys import KekRewrapJob
 from node.flows.rotate_signer import finish_signer_rotation
-from node.flows.upload_record import UploadRequest, upload_records
+from node.flows.upload_record import HospitalNamespace, UploadRequest, upload_records
 from node.settings import Settings
-from node.throttle import ThrottleAPI
+from node.throttle import CallerThrottles
 from node.workers import BatchWorker
 from node.zkaccess.service import ZkAccessService
-from storage.abc import AuditMirrorAPI, BlobStoreAPI, CacheAPI, RecordIndexAPI
+from storage.abc import AuditMirrorAPI, BlobStoreAPI, CacheAPI, HealthCheckAPI, RecordIndexAPI
+from storage.backends.authenticated_cache import AuthenticatedCache
 from storage.backends.local import LocalBlobStore
 from storage.backends.memory import InMemoryLRUCache
 from storage.backends.sqlite import SQLiteRecordIndex
@@ -94,8 +96,8 @@ class Node:
     directory: HospitalDirectory
     access_log: AccessLogQueueAPI
     relays: ConsentRelayQueue
-    # (per requester, per hospital) token buckets; None when throttling is off.
-    throttles: tuple[ThrottleAPI, ThrottleAPI] | None
+    # Token buckets by caller (API token, wallet, anonymous; hospital-wide); None when off.
+    throttles: CallerThrottles | None
     anchorer: BatchWorker
     access_flusher: BatchWorker
     relay_worker: BatchWorker
@@ -110,6 +112,8 @@ class Node:
     key_audit: KeyAuditLogAPI
     key_audit_anchorer: BatchWorker
     zk: ZkAccessService | None = None  # anonymous reads with proofs; None when disabled
+    # Components that depend on a service that can be down, probed by /health.
+    health_checks: dict[str, HealthCheckAPI] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
     _closers: list[object] = field(default_factory=list)
     _started: bool = False
@@ -121,14 +125,11 @@ class Node:
 
     @property
     def workers(self) -> tuple[BatchWorker, ...]:
-        return (
-            self.anchorer,
-            self.access_flusher,
-            self.relay_worker,
-            self.mirror_worker,
-            self.rewrap_worker,
-            self.key_audit_anchorer,
-        )
+        """Every background worker: each BatchWorker field, in declaration order. Derived
+        from the fields, so a worker added to the node is started, stopped and shown in
+        /health without a second list to forget it in."""
+        found = (getattr(self, f.name) for f in fields(self))
+        return tuple(w for w in found if isinstance(w, BatchWorker))
 
     def start(self) -> None:
         with self._lock:
@@ -210,8 +211,9 @@ def _open_keystore(settings: Settings, data_dir: Path, notes: list[str]) -> KeyS
 
 
 def _bootstrap_admin_token(auth: AuthStore, data_dir: Path, notes: list[str]) -> None:
-    """First start: one admin token, written 0600 for the operator (it is stored hashed)."""
-    if auth.has_tokens():
+    """First start, or no live admin token left (all revoked or expired): one admin token
+    that never expires, written 0600 for the operator (it is stored hashed)."""
+    if auth.has_live_admin():
         return
     token = auth.create_token("bootstrap-admin", Role.ADMIN)
     path = data_dir / "admin-token"
@@ -221,14 +223,19 @@ def _bootstrap_admin_token(auth: AuthStore, data_dir: Path, notes: list[str]) ->
     notes.append(f"created an admin API token in {path}")
 
 
-def _blob_store(settings: Settings, data_dir: Path) -> BlobStoreAPI:
+def _blob_store(
+    settings: Settings, data_dir: Path, health: dict[str, HealthCheckAPI] | None = None
+) -> BlobStoreAPI:
     s = settings.storage
     if s.blob_backend == "ipfs":
         from storage.backends.ipfs import IpfsClusterBlobStore
 
-        return IpfsClusterBlobStore(
+        ipfs = IpfsClusterBlobStore(
             s.ipfs_nodes, replication_min=s.replication_min, replication_max=s.replication_max
         )
+        if health is not None:
+            health["blobs"] = ipfs
+        return ipfs
     if s.blob_backend == "files":
         return LocalBlobStore(data_dir / "blobs")
     return SQLiteBlobStore(data_dir / "blobs.sqlite")
@@ -251,12 +258,52 @@ def _record_index(settings: Settings, data_dir: Path) -> RecordIndexAPI:
     return SQLiteRecordIndex(data_dir / "index.sqlite")
 
 
-def _cache(settings: Settings) -> CacheAPI:
+def _redis_credentials(settings: Settings) -> dict[str, str | None]:
+    s = settings.storage
+    password = s.redis_password.get_secret_value() if s.redis_password is not None else None
+    return {"username": s.redis_username, "password": password}
+
+
+# Label of the cache entries' HMAC key in the key store's derive_secret.
+CACHE_KEY_LABEL = "cache-integrity v1"
+
+
+def _cache_key(settings: Settings, keys: KeyStoreAPI) -> bytes:
+    """The key authenticating cache entries: storage.cache_key, or derived from the key
+    store (the same in every process of the node, never stored in the cache)."""
+    if settings.storage.cache_key is not None:
+        return bytes.fromhex(settings.storage.cache_key.get_secret_value())
+    try:
+        return keys.derive_secret(CACHE_KEY_LABEL)
+    except HSMError as err:
+        raise NodeError(
+            f"the key store cannot derive the cache integrity key ({err}); set "
+            "EMR_STORAGE__CACHE_KEY to 64 hex digits, the same on every process of the node"
+        ) from None
+
+
+def _cache(settings: Settings, keys: KeyStoreAPI, health: dict[str, HealthCheckAPI]) -> CacheAPI:
+    """The hot cache; every entry is authenticated, so whoever can write to Redis cannot
+    plant a consent decision or a blob (a forged entry is a miss)."""
+    inner: CacheAPI
     if settings.storage.cache_backend == "redis":
         from storage.backends.redis import RedisCache
 
-        return RedisCache(settings.storage.redis_url)
-    return InMemoryLRUCache(settings.storage.cache_max_bytes)
+        redis_cache = RedisCache(settings.storage.redis_url, **_redis_credentials(settings))
+        try:
+            redis_cache.check_access()  # wrong credentials stop the start, clearly
+        except BaseException:
+            redis_cache.close()
+            raise
+        health["cache"] = redis_cache
+        inner = redis_cache
+    else:
+        inner = InMemoryLRUCache(settings.storage.cache_max_bytes)
+    try:
+        return AuthenticatedCache(inner, _cache_key(settings, keys))
+    except BaseException:
+        inner.close()
+        raise
 
 
 def _web3(
@@ -402,25 +449,51 @@ def _zk_service(
     )
 
 
-def _throttles(settings: Settings) -> tuple[ThrottleAPI, ThrottleAPI] | None:
+def _throttles(settings: Settings) -> CallerThrottles | None:
     t = settings.throttle
     if not t.enabled:
         return None
-    from node.throttle import FallbackThrottle, LocalTokenBucket, RedisTokenBucket
+    from ipaddress import ip_network
+
+    from node.throttle import (
+        FallbackThrottle,
+        LocalTokenBucket,
+        OutageSwitch,
+        RedisTokenBucket,
+        ThrottleAPI,
+    )
+    from storage.backends.redis import redis_client
+
+    shared = settings.storage.cache_backend == "redis"
+    # One Redis client and one outage switch for every bucket: shared across node
+    # processes through Redis; in-process while Redis is down.
+    client = (
+        redis_client(settings.storage.redis_url, socket_timeout=0.5, **_redis_credentials(settings))
+        if shared
+        else None
+    )
+    switch = OutageSwitch()
 
     def bucket(rate: float, burst: int, name: str) -> ThrottleAPI:
         local = LocalTokenBucket(rate, burst)
-        if settings.storage.cache_backend != "redis":
+        if client is None:
             return local
-        # Shared across node processes through Redis; local while Redis is down.
-        shared = RedisTokenBucket(
-            settings.storage.redis_url, rate=rate, burst=burst, prefix=f"emr:throttle:{name}:"
+        redis_bucket = RedisTokenBucket(
+            client, rate=rate, burst=burst, prefix=f"emr:throttle:{name}:"
         )
-        return FallbackThrottle(shared, local)
+        return FallbackThrottle(redis_bucket, local, switch=switch)
 
-    return (
-        bucket(t.requester_rate, t.requester_burst, "requester"),
-        bucket(t.hospital_rate, t.hospital_burst, "hospital"),
+    return CallerThrottles(
+        tokens={
+            Role.HOSPITAL: bucket(t.hospital_token_rate, t.hospital_token_burst, "token"),
+            Role.ADMIN: bucket(t.admin_token_rate, t.admin_token_burst, "admin-token"),
+            Role.AUDITOR: bucket(t.auditor_token_rate, t.auditor_token_burst, "auditor-token"),
+        },
+        wallet=bucket(t.wallet_rate, t.wallet_burst, "wallet"),
+        anonymous=bucket(t.anonymous_rate, t.anonymous_burst, "anonymous"),
+        hospital=bucket(t.hospital_rate, t.hospital_burst, "hospital"),
+        trusted_proxies=tuple(ip_network(p, strict=False) for p in t.trusted_proxies),
+        resources=(client,) if client is not None else (),
     )
 
 
@@ -464,7 +537,8 @@ def build_node(settings: Settings) -> Node:
             # A signer rotation voted while the node was down. The old account's balance
             # moves to the new one (on a zero-gas-price QBFT network that costs nothing).
             finish_signer_rotation(keys, chain)
-        blobs = _blob_store(settings, data_dir)
+        health_checks: dict[str, HealthCheckAPI] = {}
+        blobs = _blob_store(settings, data_dir, health_checks)
         closers.append(blobs)
         index = _record_index(settings, data_dir)
         closers.append(index)
@@ -476,10 +550,11 @@ def build_node(settings: Settings) -> Node:
         )
         if mirror is not index:
             closers.append(mirror)
-        cache = _cache(settings)
+        cache = _cache(settings, keys, health_checks)
         closers.append(cache)
         throttles = _throttles(settings)
-        closers.extend(throttles or ())
+        if throttles is not None:
+            closers.append(throttles)
         zk = _zk_service(
             settings,
             data_dir=data_dir,
@@ -496,7 +571,7 @@ def build_node(settings: Settings) -> Node:
         for closable in reversed(closers):
             closable.close()  # type: ignore[attr-defined]
         raise
-    auth = AuthStore(data_dir / "node.sqlite")
+    auth = AuthStore(data_dir / "node.sqlite", cache_ttl=settings.api.auth_cache_ttl)
     access_log = SQLiteAccessLogQueue(data_dir / "node.sqlite")
     directory = HospitalDirectory(data_dir / "node.sqlite")
     relays = ConsentRelayQueue(data_dir / "node.sqlite")
@@ -521,9 +596,16 @@ def build_node(settings: Settings) -> Node:
         "anchorer", flush_anchors, interval=cs.anchor_interval, batch_size=cs.anchor_batch_size
     )
 
+    namespace = HospitalNamespace(chain)  # record ids start with the member id
+
     def commit_uploads(requests: Sequence[UploadRequest]) -> list[RecordRow]:
         rows = upload_records(
-            requests, hospital=chain.hospital, blobs=blobs, index=index, keys=keys
+            requests,
+            hospital=chain.hospital,
+            member_id=namespace.member_id(),
+            blobs=blobs,
+            index=index,
+            keys=keys,
         )
         anchorer.queued(len(rows))
         return rows
@@ -609,6 +691,7 @@ def build_node(settings: Settings) -> Node:
             interval=cs.access_log_interval,
             batch_size=cs.anchor_batch_size,
         ),
+        health_checks=health_checks,
         notes=notes,
         _closers=closers,
     )

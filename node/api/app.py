@@ -7,7 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from node.api.access_log import install_access_log_redaction
+from node.api.edge import install_body_guard, install_headers, install_trusted_hosts
 from node.api.errors import install_error_handlers
+from node.api.openapi import install_openapi
 from node.api.routers import (
     admin,
     audit,
@@ -51,13 +54,15 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
     app = FastAPI(title="emr-node", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.node = node
     install_error_handlers(app)
-    if node.throttles is not None:
-        requester, hospital = node.throttles
-        install_throttling(
-            app, requester=requester, hospital=hospital, hospital_address=node.hospital
-        )
+    install_access_log_redaction()  # query values never reach the access log
+    # Middleware, innermost first: body guard, throttle, security headers/CORS, trusted hosts.
+    install_body_guard(app, node)  # caller before body; size and slow-body limits
+    install_throttling(app, node)  # by authenticated caller; off unless node.throttles
+    install_headers(app, node.settings)
+    install_trusted_hosts(app, node.settings)
     # zk_policies before zk: its /zk/policies/{category} routes come first.
     routers = (info, auth, records, patients, consents, break_glass, audit, admin, governance)
     for module in (*routers, zk_policies, zk):
         app.include_router(module.router)
+    install_openapi(app)  # every route's error statuses and the error body's schema
     return app

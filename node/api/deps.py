@@ -35,8 +35,8 @@ def get_principal(
     principal = identify(node, request.scope)
     if principal is None:
         if credentials.credentials.startswith("emrs_"):
-            raise Unauthenticated("wallet session is unknown or expired: sign in again")
-        raise Unauthenticated("unknown API token")
+            raise Unauthenticated("wallet session is unknown, expired or ended: sign in again")
+        raise Unauthenticated("API token is unknown, expired or revoked")
     return principal
 
 

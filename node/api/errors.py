@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from hsm.exceptions import HSMError
 from node.chain.exceptions import ChainError, ChainUnavailable, ContractReverted
@@ -16,6 +22,7 @@ from node.exceptions import (
     Erased,
     Forbidden,
     InvalidRequest,
+    LimitExceeded,
     NodeError,
     NotFound,
     PayloadTooLarge,
@@ -36,6 +43,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (RecordNotFound, 404, "not_found"),
     (Erased, 410, "erased"),
     (Conflict, 409, "conflict"),
+    (LimitExceeded, 429, "limit_exceeded"),
     (ProofInvalid, 422, "proof_invalid"),
     (InputError, 400, "invalid_request"),
     (ContractReverted, 400, "rejected_by_contract"),
@@ -43,6 +51,28 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (ChainUnavailable, 503, "chain_unavailable"),
     (IntegrityError, 500, "integrity_check_failed"),
 ]
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def validation_detail(errors: Sequence[Any]) -> str:
+    """Pydantic's errors as one line: each field's location and the rule it broke."""
+    parts = []
+    for e in errors:
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        match, _child = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(route.methods or ())
+    return ", ".join(sorted(methods))
 
 
 def _respond(
@@ -56,6 +86,8 @@ def install_error_handlers(app: FastAPI) -> None:
         for cls, status, code in _STATUS:
             if isinstance(exc, cls):
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    headers = {"Retry-After": str(exc.retry_after)}
                 if status >= 500:
                     log.error("%s on %s %s: %s", code, request.method, request.url.path, exc)
                 return _respond(status, code, str(exc), headers)
@@ -66,6 +98,22 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("request %s failed", request_id, exc_info=exc)
         return _respond(500, "internal_error", f"internal error (request id {request_id})")
 
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's validation, in the node's shape; the input values are not echoed (PHI).
+        assert isinstance(exc, RequestValidationError)
+        return _respond(422, "validation_failed", validation_detail(exc.errors()))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        # Routing answers (unknown path 404, wrong method 405 with Allow), in the node's shape.
+        assert isinstance(exc, HTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return _respond(exc.status_code, code, str(exc.detail), headers or None)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
     for cls in (NodeError, StorageError, ChainError, HSMError, ZKError):
         app.add_exception_handler(cls, known)
     app.add_exception_handler(Exception, unexpected)

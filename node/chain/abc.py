@@ -57,7 +57,9 @@ class ChainClientAPI(ABC):
     def anchor_batch(
         self, root: bytes, record_ids: Sequence[bytes], patients: Sequence[str]
     ) -> AnchorResult:
-        """Anchor a Merkle root of ``record_ids`` in one transaction."""
+        """Anchor a Merkle root of ``record_ids`` in one transaction. Every id must be in this
+        hospital's namespace (``node.chain.record_ids``), else ``ContractReverted``
+        (RecordRegistryForeignRecord) and nothing is anchored."""
 
     @abstractmethod
     def batch(self, batch_id: int) -> BatchInfo | None:
@@ -79,7 +81,11 @@ class ChainClientAPI(ABC):
     def erase_records(self, record_ids: Sequence[bytes], reason_hash: bytes) -> TxResult:
         """Anchor erasure tombstones (``RecordErased``) for ``record_ids`` in one transaction.
 
-        Ids already erased on-chain are skipped by the contract, so a retry is harmless.
+        Only the hospital that anchors a record may erase it: every id must be in this
+        hospital's namespace (its member id, kept across signing-key rotations), else
+        ``ContractReverted`` (RecordRegistryForeignRecord) and nothing is erased. An id may be
+        tombstoned before its batch is anchored. Ids already erased on-chain are skipped by the
+        contract, so a retry is harmless.
         """
 
     @abstractmethod
@@ -214,9 +220,10 @@ class ChainClientAPI(ABC):
         proposal has this id."""
 
     @abstractmethod
-    def call_proposals(self, target: str) -> list[Proposal]:
-        """Every call proposal aimed at ``target`` (``CallProposed`` events), oldest
-        first, with its current state."""
+    def call_proposals(self, target: str, data_prefix: bytes = b"") -> list[Proposal]:
+        """Every call proposal aimed at ``target`` (``CallProposed`` events) whose calldata
+        starts with ``data_prefix``, oldest first, with its current state. The prefix is
+        matched on the events, so only matching proposals are read."""
 
     @abstractmethod
     def switch_signer(self, signer: SignerAPI, *, move_funds: bool = True) -> None:

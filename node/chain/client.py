@@ -219,12 +219,12 @@ class Web3ChainClient(ChainClientAPI):
         )
 
     def batch(self, batch_id: int) -> BatchInfo | None:
-        root, hospital, timestamp, count = self._read(
+        root, hospital, timestamp, count, member_id = self._read(
             lambda: self._c["RecordRegistry"].functions.batch(batch_id).call()
         )
         if root == ZERO32:
             return None
-        return BatchInfo(bytes(root), hospital, int(timestamp), int(count))
+        return BatchInfo(bytes(root), hospital, int(timestamp), int(count), int(member_id))
 
     def verify_record(
         self,
@@ -528,7 +528,7 @@ class Web3ChainClient(ChainClientAPI):
             description=description,
         )
 
-    def call_proposals(self, target: str) -> list[Proposal]:
+    def call_proposals(self, target: str, data_prefix: bytes = b"") -> list[Proposal]:
         params: dict[str, Any] = {
             "fromBlock": self._deployment.block_number,
             "toBlock": "latest",
@@ -540,7 +540,16 @@ class Web3ChainClient(ChainClientAPI):
             ],
         }
         logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
-        ids = sorted({int.from_bytes(bytes(e["topics"][1]), "big") for e in logs})
+        abi = next(a for _c, a in self._events.values() if a["name"] == "CallProposed")
+        ids = sorted(
+            {
+                int.from_bytes(bytes(e["topics"][1]), "big")
+                for e in logs
+                if bytes(
+                    get_event_data(self._w3.codec, abi, e)["args"]["data"]  # type: ignore[arg-type]
+                ).startswith(data_prefix)
+            }
+        )
         return [p for i in ids if (p := self.proposal(i)) is not None]
 
     def switch_signer(self, signer: SignerAPI, *, move_funds: bool = True) -> None:

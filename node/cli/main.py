@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from node.settings import Settings
 
@@ -20,7 +22,12 @@ Url = Annotated[str, typer.Option("--url", envvar="EMR_URL", help="the node's AP
 
 
 def _settings(data_dir: Path | None) -> Settings:
-    settings = Settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as err:  # e.g. production mode without EMR_API__PUBLIC_URL
+        _fail(f"invalid settings: {err}")
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
     return settings
@@ -54,6 +61,7 @@ def run(
     import uvicorn
 
     from node.api.app import create_app
+    from node.api.server import server_options
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -70,7 +78,15 @@ def run(
     typer.echo(f"emr-node {node.hospital} data in {settings.resolved_data_dir}")
     typer.echo(f"emr-node API: {url}  (OpenAPI docs: {url}/docs)")
     typer.echo(f"admin token: {settings.resolved_data_dir / 'admin-token'}", err=False)
-    uvicorn.run(create_app(node), host=api.host, port=api.port, log_level="warning")
+    # proxy_headers off: X-Forwarded-For is believed only from throttle.trusted_proxies.
+    uvicorn.run(
+        create_app(node),
+        host=api.host,
+        port=api.port,
+        log_level="warning",
+        proxy_headers=False,
+        **server_options(api),  # bounded request heads (size and time)
+    )
 
 
 @app.command()
@@ -84,23 +100,75 @@ def init(data_dir: DataDir = None) -> None:
     node.stop()
 
 
-@app.command()
-def token(
+class _TokenGroup(TyperGroup):
+    """``emr-node token ROLE [--name ...]``, the original form, still creates a token."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] != "--help":
+            args = ["create", *args]
+        return super().parse_args(ctx, args)
+
+
+token_app = typer.Typer(
+    cls=_TokenGroup,
+    help="API tokens through a running node: create (also `emr-node token ROLE`), list, "
+    "revoke (admin token).",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+AdminToken = Annotated[
+    str | None,
+    typer.Option("--token", "--admin-token", envvar="EMR_ADMIN_TOKEN", help="admin API token"),
+]
+
+
+@token_app.command("create")
+def token_create(
     role: Annotated[str, typer.Argument(help="hospital, auditor or admin")],
     name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    expires_in: Annotated[
+        int | None,
+        typer.Option(help="seconds until it expires (default: the node's api.token_ttl_days)"),
+    ] = None,
     url: Url = "http://127.0.0.1:8700",
-    admin_token: Annotated[str | None, typer.Option(envvar="EMR_ADMIN_TOKEN")] = None,
+    admin_token: AdminToken = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Create an API token through a running node (prints it once)."""
+    """Create an API token (prints it once; `token list` shows its id and expiry)."""
     from node.client import ApiError, EmrClient
 
     admin = admin_token or _read_admin_token(data_dir)
     try:
         with EmrClient(url, admin) as client:
-            typer.echo(client.create_token(name, role))
+            typer.echo(client.create_token(name, role, expires_in=expires_in))
     except ApiError as err:
         _fail(str(err))
+
+
+@token_app.command("list")
+def token_list(
+    url: Url = "http://127.0.0.1:8700", admin_token: AdminToken = None, data_dir: DataDir = None
+) -> None:
+    """List API tokens (id, name, role, created, expires, revoked, live); never the tokens."""
+    from node.client import EmrClient
+
+    with EmrClient(url, admin_token or _read_admin_token(data_dir)) as client:
+        _print_json(client.tokens)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the token's id (from `token list`)")],
+    force: Annotated[bool, typer.Option(help="revoke even the last live admin token")] = False,
+    url: Url = "http://127.0.0.1:8700",
+    admin_token: AdminToken = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an API token: every API process refuses it within api.auth_cache_ttl seconds."""
+    from node.client import EmrClient
+
+    with EmrClient(url, admin_token or _read_admin_token(data_dir)) as client:
+        _print_json(lambda: client.revoke_token(token_id, force=force))
 
 
 def _read_admin_token(data_dir: Path | None) -> str:
@@ -291,10 +359,6 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
-AdminToken = Annotated[
-    str | None,
-    typer.Option("--token", "--admin-token", envvar="EMR_ADMIN_TOKEN", help="admin API token"),
-]
 
 
 @keys_app.command("rotate")

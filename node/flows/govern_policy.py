@@ -103,7 +103,7 @@ def policy_proposals(
     h = category_hash(category)
     now = int(time.time())
     found = []
-    for p in chain.call_proposals(gate):
+    for p in chain.call_proposals(gate, data_prefix=SET_CATEGORY_POLICY + h):
         decoded = decode_set_category_policy(p.data or b"")
         if decoded is None or decoded[0] != h:
             continue

@@ -46,7 +46,7 @@ class SealedBox:
                 bytes.fromhex(data["nonce"].removeprefix("0x")),
                 bytes.fromhex(data["ciphertext"].removeprefix("0x")),
             )
-        except (KeyError, AttributeError, ValueError) as err:
+        except (KeyError, AttributeError, TypeError, ValueError) as err:
             raise SealedBoxError("malformed sealed box") from err
         if len(box.ephemeral_public) != 32 or len(box.nonce) != 12 or len(box.ciphertext) < 16:
             raise SealedBoxError("malformed sealed box")

@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from node.api.app import create_app
+from node.api.server import server_options
 from node.client import EmrClient
 from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings, ZkSettings
 from node.wiring import Node, build_node
@@ -67,11 +68,21 @@ class RunningNode:
 
 
 def start_node(data_dir: Path, settings: Settings | None = None, **chain: object) -> RunningNode:
-    node = build_node(settings or make_settings(data_dir, **chain))
+    settings = settings or make_settings(data_dir, **chain)
     port = _free_port()
+    # Serve where the settings say: the derived public URL (SIWE domain, trusted host)
+    # names this port, unless the test configured one.
+    api = settings.api.model_copy(update={"port": port})
+    node = build_node(settings.model_copy(update={"api": api}))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(node), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+            create_app(node),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,  # as `emr-node run`: only throttle.trusted_proxies count
+            **server_options(api),  # as `emr-node run`: bounded request heads
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -104,8 +104,16 @@ class ProductionServices:
             },
             chain=chain,
             storage=storage,
-            api={"max_upload_bytes": 64 * 1024},
-            throttle={"enabled": True, "requester_rate": 1000, "requester_burst": 2000},
+            # Test nodes listen on a free loopback port; the host is what matters here.
+            api={"max_upload_bytes": 64 * 1024, "public_url": "http://127.0.0.1"},
+            # Every test client calls from 127.0.0.1: one anonymous and few wallet buckets.
+            throttle={
+                "enabled": True,
+                "anonymous_rate": 1000,
+                "anonymous_burst": 2000,
+                "wallet_rate": 1000,
+                "wallet_burst": 2000,
+            },
             zk={"keys_dir": TEST_ZK_KEYS, "allow_dev_keys_in_production": True},
             **overrides,  # type: ignore[arg-type]
         )

@@ -219,6 +219,7 @@ def test_kill_9_mid_burst_loses_no_acknowledged_upload(
     env = dict(
         os.environ,
         EMR_MODE="production",
+        EMR_API__PUBLIC_URL=f"http://127.0.0.1:{port}",
         EMR_DATA_DIR=str(data_dir),
         EMR_HSM__PASSPHRASE="test passphrase",
         EMR_HSM__SCRYPT_N="1024",

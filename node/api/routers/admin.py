@@ -3,33 +3,73 @@ directory."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+import time
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from node.api.deps import AdminDep, HospitalDep, NodeDep
-from node.api.schemas.common import Address
+from node.api.schemas.common import Address, JsonBody
 from node.audit.key_log import acting_as
 from node.auth.principal import Role
+from node.auth.store import TOKEN_ID_PATTERN, TokenInfo
 from node.flows.rotate_keys import rotate, rotation_status
 from node.flows.rotate_signer import start_signer_rotation
 
 router = APIRouter(tags=["admin"])
+log = logging.getLogger(__name__)
 
 
-class TokenIn(BaseModel):
+class TokenIn(JsonBody):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     role: Role
+    expires_in: int | None = Field(
+        None,
+        ge=1,
+        le=10 * 365 * 86400,
+        description="seconds until the token expires; default api.token_ttl_days (if that "
+        "is 0, the token lives until revoked)",
+    )
 
 
 class TokenOut(BaseModel):
+    id: str = Field(description="public id: list and revoke the token by it")
     name: str
     role: Role
+    expires_at: int | None = Field(description="unix seconds; null: until revoked")
     token: str = Field(description="shown once; the node keeps only its hash")
 
 
-class ClinicianIn(BaseModel):
+class TokenInfoOut(BaseModel):
+    id: str = Field(pattern=TOKEN_ID_PATTERN, description="public id")
+    name: str
+    role: Role
+    created_at: int = Field(description="unix seconds")
+    expires_at: int | None = Field(description="unix seconds; null: until revoked")
+    revoked_at: int | None = Field(description="unix seconds; null: not revoked")
+    live: bool = Field(description="neither expired nor revoked: it is accepted now")
+
+    @classmethod
+    def of(cls, t: TokenInfo) -> TokenInfoOut:
+        return cls(
+            id=t.id,
+            name=t.name,
+            role=t.role,
+            created_at=t.created_at,
+            expires_at=t.expires_at,
+            revoked_at=t.revoked_at,
+            live=t.live(time.time()),
+        )
+
+
+TokenId = Annotated[
+    str, Path(pattern=TOKEN_ID_PATTERN, description="the token's public id (12 hex digits)")
+]
+
+
+class ClinicianIn(JsonBody):
     address: Address
     role: Annotated[str, Field(min_length=1, max_length=64)]
     licence_expiry: int | None = Field(
@@ -48,13 +88,71 @@ class ClinicianOut(BaseModel):
     licence_expiry: int | None
 
 
+_ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no API token, or an unknown, expired or revoked one"},
+    403: {"description": "not an admin token"},
+}
+
+
 @router.post(
-    "/admin/tokens", response_model=TokenOut, status_code=201, summary="Create an API token (admin)"
+    "/admin/tokens",
+    response_model=TokenOut,
+    status_code=201,
+    summary="Create an API token; it expires after expires_in seconds or the node's default "
+    "(admin)",
+    responses={**_ADMIN_ONLY, 422: {"description": "malformed body (name, role, expires_in)"}},
 )
 def create_token(body: TokenIn, node: NodeDep, _admin: AdminDep) -> TokenOut:
+    ttl = body.expires_in
+    if ttl is None and node.settings.api.token_ttl_days:
+        ttl = node.settings.api.token_ttl_days * 86400
+    issued = node.auth.issue_token(body.name, body.role, ttl=ttl)
     return TokenOut(
-        name=body.name, role=body.role, token=node.auth.create_token(body.name, body.role)
+        id=issued.id,
+        name=body.name,
+        role=body.role,
+        expires_at=issued.expires_at,
+        token=issued.token,
     )
+
+
+@router.get(
+    "/admin/tokens",
+    response_model=list[TokenInfoOut],
+    summary="List API tokens, expired and revoked ones too, without the tokens (admin)",
+    responses=_ADMIN_ONLY,
+)
+def list_tokens(node: NodeDep, _admin: AdminDep) -> list[TokenInfoOut]:
+    return [TokenInfoOut.of(t) for t in node.auth.list_tokens()]
+
+
+@router.post(
+    "/admin/tokens/{token_id}/revoke",
+    response_model=TokenInfoOut,
+    summary="Revoke an API token: refused on every API process within api.auth_cache_ttl "
+    "seconds; the last live admin token only with force (admin)",
+    responses={
+        **_ADMIN_ONLY,
+        404: {"description": "no token with this id"},
+        409: {"description": "already revoked, or the last live admin token and force is not set"},
+        422: {"description": "token_id is not 12 hex digits, or force is not a boolean"},
+    },
+)
+def revoke_token(
+    token_id: TokenId,
+    node: NodeDep,
+    admin: AdminDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="revoke even the last live admin token (the node then has none until "
+            "a restart writes a new bootstrap admin token)"
+        ),
+    ] = False,
+) -> TokenInfoOut:
+    revoked = node.auth.revoke_token(token_id, force=force)
+    log.info("API token %s (%s) revoked by token %s", revoked.id, revoked.role, admin.token_id)
+    return TokenInfoOut.of(revoked)
 
 
 class KeyRotationOut(BaseModel):

@@ -5,16 +5,26 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from node.api.deps import AuditorDep, NodeDep, PrincipalDep
-from node.api.schemas.common import parse_address, parse_hex32, to_hex
+from node.api.schemas.common import (
+    MAX_INT64,
+    AddressParam,
+    Hex32Param,
+    IntPair,
+    parse_address,
+    parse_hex32,
+    to_hex,
+)
+from node.api.schemas.consent import ReasonDisclosureOut, StoredReasonOut
 from node.audit.key_log import verify_key_audit
 from node.audit.mirror import verify_mirror
 from node.auth.principal import Role, WalletPrincipal
 from node.chain.models import AuditEvent
-from node.exceptions import Forbidden
+from node.exceptions import Forbidden, NotFound
 from node.flows.audit_trail import verify_record
+from node.flows.break_glass import disclose, disclose_event
 from node.wiring import key_audit_addresses
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -29,6 +39,11 @@ class AuditEventOut(BaseModel):
     log_index: int
     args: dict[str, Any]
     reason: str | None = None  # break-glass reason text, matched by its on-chain hash
+    disclosure: ReasonDisclosureOut | None = Field(
+        None,
+        description="BreakGlassOpened sent by this node: reason, salt, approver and token "
+        "name, and whether they recompute the event's reasonHash",
+    )
 
 
 class VerificationOut(BaseModel):
@@ -57,13 +72,17 @@ def _jsonable(value: Any) -> Any:
 def events(
     node: NodeDep,
     principal: PrincipalDep,
-    patient: Annotated[str | None, Query()] = None,
-    record_id: Annotated[str | None, Query()] = None,
+    patient: Annotated[AddressParam | None, Query()] = None,
+    record_id: Annotated[Hex32Param | None, Query()] = None,
     actor: Annotated[
-        str | None, Query(description="clinician, grantee or hospital address")
+        AddressParam | None, Query(description="clinician, grantee or hospital address")
     ] = None,
-    since: Annotated[int | None, Query(description="unix seconds, inclusive")] = None,
-    until: Annotated[int | None, Query(description="unix seconds, inclusive")] = None,
+    since: Annotated[
+        int | None, Query(ge=0, le=MAX_INT64, description="unix seconds, inclusive")
+    ] = None,
+    until: Annotated[
+        int | None, Query(ge=0, le=MAX_INT64, description="unix seconds, inclusive")
+    ] = None,
     source: Annotated[
         Literal["chain", "mirror"],
         Query(description="chain: the logs themselves; mirror: the SQL copy (fast, may lag)"),
@@ -93,9 +112,8 @@ def events(
             until is not None and e.timestamp > until
         ):
             continue
-        reason = None
-        if e.event == "BreakGlassOpened":
-            reason = node.directory.reason(bytes(e.args["reasonHash"]))
+        disclosure = disclose_event(e, reasons=node.directory)
+        reason = disclosure.commitment.reason if disclosure else None
         out.append(
             AuditEventOut(
                 event=e.event,
@@ -106,6 +124,7 @@ def events(
                 log_index=e.log_index,
                 args={k: _jsonable(v) for k, v in e.args.items()},
                 reason=reason,
+                disclosure=ReasonDisclosureOut.of(disclosure) if disclosure else None,
             )
         )
     return out
@@ -117,11 +136,11 @@ def events(
     summary="Verify a record's content hash against its anchored Merkle root (auditor token)",
 )
 def verify(
-    record_id: str,
+    record_id: Hex32Param,
     node: NodeDep,
     principal: PrincipalDep,
     content_hash: Annotated[
-        str | None, Query(description="hash to check; default the indexed one")
+        Hex32Param | None, Query(description="hash to check; default the indexed one")
     ] = None,
 ) -> VerificationOut:
     if isinstance(principal, WalletPrincipal) or not principal.has(Role.AUDITOR):
@@ -151,13 +170,38 @@ def verify(
     )
 
 
+@router.get(
+    "/reasons/{reason_hash}",
+    response_model=StoredReasonOut,
+    summary="Disclose the break-glass or erasure reason behind an on-chain reasonHash, with "
+    "its salt, and check that it recomputes the hash (auditor token)",
+    responses={
+        400: {"description": "reason_hash is not 0x followed by 64 hex digits"},
+        401: {"description": "no or unknown API token"},
+        403: {"description": "not an auditor token"},
+        404: {"description": "this node stored no reason under that hash"},
+    },
+)
+def reason(reason_hash: Hex32Param, node: NodeDep, _auditor: AuditorDep) -> StoredReasonOut:
+    wanted = parse_hex32("reason_hash", reason_hash)
+    found = disclose(wanted, None, reasons=node.directory)
+    if found is None:
+        raise NotFound(f"no reason stored under {to_hex(wanted)}")
+    return StoredReasonOut(
+        **ReasonDisclosureOut.of(found).model_dump(),
+        reason_hash=to_hex(wanted),
+        tx_hash=to_hex(found.tx_hash) if found.tx_hash else None,
+        stored_at=found.stored_at,
+    )
+
+
 class MirrorVerificationOut(BaseModel):
     consistent: bool
     cursor: int
     checked: int
-    missing: list[tuple[int, int]]
-    extra: list[tuple[int, int]]
-    different: list[tuple[int, int]]
+    missing: list[IntPair]
+    extra: list[IntPair]
+    different: list[IntPair]
 
 
 @router.get(
@@ -215,7 +259,7 @@ class KeyAuditOut(BaseModel):
 def key_audit(
     node: NodeDep,
     _auditor: AuditorDep,
-    after: Annotated[int, Query(ge=0, description="entries with seq > after")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT64, description="entries with seq > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     action: Annotated[str | None, Query(description="e.g. kek.rotate, sign")] = None,
     verify: Annotated[bool, Query(description="recompute the chain, compare anchors")] = False,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from node.api.deps import NodeDep
+from node.api.deps import NodeDep, WalletDep
+from node.api.identity import bearer_token
 from node.api.schemas.common import Address, HexBytes, to_bytes
 from node.auth import siwe
 from node.exceptions import Unauthenticated
@@ -39,15 +41,16 @@ class SessionOut(BaseModel):
 @router.post(
     "/challenge", response_model=ChallengeOut, summary="Get a SIWE message to sign (anyone)"
 )
-def challenge(body: ChallengeIn, node: NodeDep, request: Request) -> ChallengeOut:
+def challenge(body: ChallengeIn, node: NodeDep) -> ChallengeOut:
     api = node.settings.api
     now = int(time.time())
     nonce = siwe.new_nonce()
-    domain = api.siwe_domain or request.url.netloc
+    # From configuration only: the Host header is the caller's to choose (phishing proxies).
+    domain, uri = siwe.origin(api.resolved_public_url, api.siwe_domain)
     message = siwe.build_message(
         domain=domain,
         address=body.address,
-        uri=str(request.base_url).rstrip("/"),
+        uri=uri,
         chain_id=node.chain.chain_id,
         nonce=nonce,
         issued_at=now,
@@ -61,6 +64,12 @@ def challenge(body: ChallengeIn, node: NodeDep, request: Request) -> ChallengeOu
     "/login",
     response_model=SessionOut,
     summary="Exchange a signed SIWE message for a session (anyone)",
+    responses={
+        401: {
+            "description": "unknown, used or expired challenge, another domain, or a signature "
+            "not made by the challenged address"
+        }
+    },
 )
 def login(body: LoginIn, node: NodeDep) -> SessionOut:
     nonce = siwe.nonce_of(body.message)
@@ -72,7 +81,38 @@ def login(body: LoginIn, node: NodeDep) -> SessionOut:
         raise Unauthenticated("the message differs from the challenge this node issued")
     if expires_at < time.time():
         raise Unauthenticated("the sign-in challenge has expired: request a new one")
+    api = node.settings.api  # a challenge issued under another public URL is not for here
+    if siwe.domain_of(message) != siwe.origin(api.resolved_public_url, api.siwe_domain)[0]:
+        raise Unauthenticated("the challenge names another domain: request a new one")
     if siwe.recover_signer(message, to_bytes(body.signature)) != address:
         raise Unauthenticated(f"the signature was not made by {address}")
     token, session_expiry = node.auth.create_session(address, node.settings.api.session_ttl)
     return SessionOut(token=token, address=address, expires_at=session_expiry)
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="End this wallet session, or with everywhere=true every session of the wallet "
+    "(the wallet's session); refused on every API process within api.auth_cache_ttl seconds",
+    responses={
+        401: {"description": "no session, or an unknown, expired or ended one"},
+        403: {"description": "an API token: revoke it with POST /admin/tokens/{id}/revoke"},
+        422: {"description": "everywhere is not a boolean"},
+    },
+)
+def logout(
+    node: NodeDep,
+    wallet: WalletDep,
+    request: Request,
+    everywhere: Annotated[
+        bool, Query(description="end every session of this wallet, on every device")
+    ] = False,
+) -> Response:
+    if everywhere:
+        node.auth.revoke_sessions(wallet.address)
+    else:
+        token = bearer_token(request.scope["headers"])
+        if token is not None:
+            node.auth.end_session(token)
+    return Response(status_code=204)

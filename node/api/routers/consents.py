@@ -4,13 +4,13 @@ any, and clinician roles; for anonymous reads with a proof)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from node.api.deps import NodeDep
-from node.api.schemas.common import Address, to_bytes, to_hex
+from node.api.schemas.common import MAX_INT64, Address, to_bytes, to_hex
 from node.api.schemas.consent import (
     ClassConsentOut,
     ClassConsentsOut,
@@ -237,7 +237,7 @@ def class_consents(patient: Address, node: NodeDep) -> ClassConsentsOut:
     responses={404: {"description": "no queued consent with this id"}},
     summary="Status of a queued consent (anyone)",
 )
-def relay_status(relay_id: int, node: NodeDep) -> RelayOut:
+def relay_status(relay_id: Annotated[int, Path(ge=1, le=MAX_INT64)], node: NodeDep) -> RelayOut:
     item = node.relays.get(relay_id)
     if item is None:
         raise NotFound(f"no queued consent {relay_id}")

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from node.api.deps import HospitalDep, NodeDep
 from node.api.routers.records import erase_and_finish
-from node.api.schemas.common import parse_address
+from node.api.schemas.common import AddressParam, parse_address
 from node.api.schemas.records import EraseIn, ErasureOut
 from node.exceptions import NotFound
 from node.flows.erase_record import patient_record_ids
@@ -19,7 +19,9 @@ router = APIRouter(prefix="/patients", tags=["records"])
     response_model=ErasureOut,
     summary="Erase every record of a patient (hospital token); re-running erases only what is left",
 )
-def erase_patient(address: str, body: EraseIn, node: NodeDep, caller: HospitalDep) -> ErasureOut:
+def erase_patient(
+    address: AddressParam, body: EraseIn, node: NodeDep, caller: HospitalDep
+) -> ErasureOut:
     patient = parse_address("patient", address)
     ids = patient_record_ids(patient, index=node.index)
     if not ids:

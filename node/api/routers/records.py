@@ -13,7 +13,19 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from node.api.deps import HospitalDep, NodeDep, PrincipalDep, WalletDep
-from node.api.schemas.common import parse_address, parse_hex32, to_hex
+from node.api.schemas.common import (
+    CATEGORY_PATTERN,
+    MAX_INT64,
+    MEDIA_TYPE_MAX_LENGTH,
+    MEDIA_TYPE_PATTERN,
+    AddressParam,
+    CategoryParam,
+    Hex32Param,
+    MediaTypeParam,
+    parse_address,
+    parse_hex32,
+    to_hex,
+)
 from node.api.schemas.records import EraseIn, ErasureOut, ReceiptPublic, RecordPublic
 from node.auth.principal import Role, TokenPrincipal, WalletPrincipal
 from node.exceptions import Conflict, Forbidden, InvalidRequest, PayloadTooLarge
@@ -27,8 +39,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/records", tags=["records"])
 
-_CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;.*)?$")
+_CATEGORY = re.compile(CATEGORY_PATTERN)
+_MEDIA_TYPE = re.compile(MEDIA_TYPE_PATTERN)
 
 
 def _may_see_metadata(principal: PrincipalDep, row: RecordRow) -> None:
@@ -50,25 +62,33 @@ def upload(
     request: Request,
     node: NodeDep,
     _caller: HospitalDep,
-    file: Annotated[UploadFile, File(description="the record's content")],
-    patient: Annotated[str, Form(description="the patient's wallet address")],
-    category: Annotated[str, Form(description="e.g. lab, imaging, note")],
-    content_type: Annotated[str | None, Form()] = None,
-    previous_id: Annotated[str | None, Form(description="record this one supersedes")] = None,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="the record's content",
+            json_schema_extra={"format": "binary", "minLength": 1},
+        ),
+    ],
+    patient: Annotated[AddressParam, Form(description="the patient's wallet address")],
+    category: Annotated[CategoryParam, Form(description="e.g. lab, imaging, note")],
+    content_type: Annotated[MediaTypeParam | None, Form()] = None,
+    previous_id: Annotated[
+        Hex32Param | None, Form(description="record this one supersedes")
+    ] = None,
 ) -> RecordPublic:
     limit = node.settings.api.max_upload_bytes
     patient_address = parse_address("patient", patient)
-    if not _CATEGORY.match(category):
+    if not _CATEGORY.fullmatch(category):
         raise InvalidRequest("category: 1-64 of a-z 0-9 _ . - starting with a letter or digit")
     media_type = content_type or file.content_type or "application/octet-stream"
-    if not _MEDIA_TYPE.match(media_type) or len(media_type) > 255:
+    if not _MEDIA_TYPE.fullmatch(media_type) or len(media_type) > MEDIA_TYPE_MAX_LENGTH:
         raise InvalidRequest("content_type must be a media type like text/plain")
     content = file.file.read(limit + 1)
     if len(content) > limit:
         raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
     if not content:
         raise InvalidRequest("the uploaded file is empty")
-    prev = parse_hex32("record id", previous_id) if previous_id else None
+    prev = parse_hex32("previous_id", previous_id) if previous_id is not None else None
     request = UploadRequest(patient_address, category, media_type, content, prev)
     check_upload(request, node.index)  # a bad request must not fail its batch-mates
     row = node.uploads.submit(request)
@@ -83,10 +103,10 @@ def upload(
 def list_records(
     node: NodeDep,
     principal: PrincipalDep,
-    patient: Annotated[str | None, Query()] = None,
+    patient: Annotated[AddressParam | None, Query()] = None,
     category: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> list[RecordPublic]:
     if patient is not None:
         patient = parse_address("patient", patient)
@@ -105,7 +125,7 @@ def list_records(
     response_model=RecordPublic,
     summary="Record metadata (hospital, auditor, patient)",
 )
-def get_metadata(record_id: str, node: NodeDep, principal: PrincipalDep) -> RecordPublic:
+def get_metadata(record_id: Hex32Param, node: NodeDep, principal: PrincipalDep) -> RecordPublic:
     rid = parse_hex32("record id", record_id)
     row = node.index.get_record(rid)
     _may_see_metadata(principal, row)
@@ -117,7 +137,7 @@ def get_metadata(record_id: str, node: NodeDep, principal: PrincipalDep) -> Reco
     response_model=ReceiptPublic,
     summary="Anchoring receipt: tx hash, root and Merkle proof (hospital, auditor, patient)",
 )
-def receipt(record_id: str, node: NodeDep, principal: PrincipalDep) -> ReceiptPublic:
+def receipt(record_id: Hex32Param, node: NodeDep, principal: PrincipalDep) -> ReceiptPublic:
     rid = parse_hex32("record id", record_id)
     row = node.index.get_record(rid)
     _may_see_metadata(principal, row)
@@ -134,9 +154,10 @@ def _affiliation(node: Node, address: str) -> str | None:
     responses={
         200: {"content": {"application/octet-stream": {}}},
         403: {"description": "no consent"},
+        410: {"description": "the record was erased: only its anchored hash remains"},
     },
 )
-def read_content(record_id: str, node: NodeDep, wallet: WalletDep) -> Response:
+def read_content(record_id: Hex32Param, node: NodeDep, wallet: WalletDep) -> Response:
     rid = parse_hex32("record id", record_id)
     try:
         result = read_record(
@@ -168,10 +189,12 @@ def erase_and_finish(
 ) -> ErasureOut:
     """Shred the keys now (the part that must not fail silently), then try the follow-ups
     (blob purge, tombstone) at once; what fails is retried by the eraser worker."""
-    result = erase_records(record_ids, reason, index=node.index, now=int(time.time()))
-    if result.erased:
-        # The text stays with the node for auditors, like break-glass reasons (no tx yet).
-        node.directory.save_reason(result.reason_hash, reason, caller.name, b"")
+    result = erase_records(
+        record_ids, reason, index=node.index, now=int(time.time()), requested_by=caller.name
+    )
+    if result.erased and result.commitment is not None:
+        # Text and salt stay with the node for auditors, like break-glass reasons (no tx yet).
+        node.directory.save_reason(result.commitment)
         # Destroying data keys is a key operation: it goes in the key audit trail too.
         ids = ",".join(to_hex(rid) for rid in result.erased)
         subject = f"reason {to_hex(result.reason_hash)}; records {ids}"
@@ -194,7 +217,7 @@ def erase_and_finish(
     "tombstone (hospital token)",
     responses={409: {"description": "already erased"}},
 )
-def erase(record_id: str, body: EraseIn, node: NodeDep, caller: HospitalDep) -> ErasureOut:
+def erase(record_id: Hex32Param, body: EraseIn, node: NodeDep, caller: HospitalDep) -> ErasureOut:
     rid = parse_hex32("record id", record_id)
     row = node.index.get_record(rid)  # 404 first
     if row.erased:

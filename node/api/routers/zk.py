@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
 from node.api.deps import AuditorDep, HospitalDep, NodeDep
-from node.api.schemas.common import parse_hex32, to_hex
+from node.api.schemas.common import Hex32Param, parse_hex32, to_hex
 from node.api.schemas.zk import (
     CredentialsIn,
     CredentialsOut,
@@ -251,8 +251,10 @@ def revoke_member(
     response_model=RecordAccessOut,
     summary="What a proof for this record must satisfy: the category policy and the "
     "patient's live reader-class consents covering the record (anyone)",
-    description="No patient address is returned. A clinician picks a class its credential "
-    "belongs to (role in `mask`, hospital 0 or its own) and proves with that `mask`.",
+    description="The patient's address is returned because the proof's scope binds it; the "
+    "chain already links the record id to the patient (`RecordAnchored`). A clinician picks a "
+    "class its credential belongs to (role in `mask`, hospital 0 or its own) and proves with "
+    "that `mask`.",
     responses=_doc(
         _DISABLED,
         _CHAIN,
@@ -263,7 +265,7 @@ def revoke_member(
         },
     ),
 )
-def record_access(record_id: str, zk: ZkDep) -> RecordAccessOut:
+def record_access(record_id: Hex32Param, zk: ZkDep) -> RecordAccessOut:
     access = zk.record_access(parse_hex32("record_id", record_id))
     return RecordAccessOut(
         record_id=to_hex(access.record_id),
@@ -312,7 +314,7 @@ def record_access(record_id: str, zk: ZkDep) -> RecordAccessOut:
         },
     ),
 )
-def zk_read(record_id: str, body: ZkReadIn, zk: ZkDep) -> ZkReadOut:
+def zk_read(record_id: Hex32Param, body: ZkReadIn, zk: ZkDep) -> ZkReadOut:
     result = zk.read(
         ZkReadRequest(
             record_id=parse_hex32("record_id", record_id),
@@ -345,7 +347,9 @@ def zk_read(record_id: str, body: ZkReadIn, zk: ZkDep) -> ZkReadOut:
     "node. Nothing names the reader.",
     responses=_doc(_AUDITOR, _CHAIN, {400: {"description": "malformed record id"}}),
 )
-def accesses(zk: ZkDep, _caller: AuditorDep, record_id: str | None = None) -> list[ZkAccessOut]:
+def accesses(
+    zk: ZkDep, _caller: AuditorDep, record_id: Annotated[Hex32Param | None, Query()] = None
+) -> list[ZkAccessOut]:
     record = parse_hex32("record_id", record_id) if record_id is not None else None
     return [
         ZkAccessOut(
@@ -385,7 +389,7 @@ def accesses(zk: ZkDep, _caller: AuditorDep, record_id: str | None = None) -> li
 def readers(
     zk: ZkDep,
     _caller: AuditorDep,
-    record_id: str,
+    record_id: Annotated[Hex32Param, Query()],
     from_: Annotated[int | None, Query(alias="from", ge=0, lt=2**40)] = None,
     to: Annotated[int | None, Query(ge=0, lt=2**40)] = None,
 ) -> ReadersOut:

@@ -6,7 +6,9 @@ ZkAccessGate.setCategoryPolicy. No single hospital token can change a policy."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 
 from node.api.deps import HospitalDep, NodeDep
 from node.api.routers.governance import proposal_out, role_names
@@ -14,11 +16,19 @@ from node.api.schemas.common import to_hex
 from node.api.schemas.governance import CategoryPolicyOut, PolicyProposalIn, PolicyProposalOut
 from node.consent.typed_data import category_hash
 from node.exceptions import NotFound
-from node.flows.govern_policy import policy_proposals, propose_category_policy
+from node.flows.govern_policy import (
+    MAX_CATEGORY_LENGTH,
+    policy_proposals,
+    propose_category_policy,
+)
 from node.wiring import Node
 from node.zkaccess.service import ZkAccessService
 
 router = APIRouter(prefix="/zk/policies", tags=["zero-knowledge", "governance"])
+
+CategoryName = Annotated[
+    str, Path(min_length=1, max_length=MAX_CATEGORY_LENGTH, description="a record category")
+]
 
 
 def _zk(node: Node) -> ZkAccessService:
@@ -47,7 +57,11 @@ def _zk(node: Node) -> ZkAccessService:
     summary="Propose a category's roles policy to the Consortium (hospital token)",
 )
 def propose(
-    category: str, body: PolicyProposalIn, node: NodeDep, _caller: HospitalDep, response: Response
+    category: CategoryName,
+    body: PolicyProposalIn,
+    node: NodeDep,
+    _caller: HospitalDep,
+    response: Response,
 ) -> PolicyProposalOut:
     zk = _zk(node)
     made = propose_category_policy(
@@ -77,7 +91,7 @@ def propose(
     },
     summary="A category's roles policy now and the open proposals to change it (anyone)",
 )
-def policy(category: str, node: NodeDep) -> CategoryPolicyOut:
+def policy(category: CategoryName, node: NodeDep) -> CategoryPolicyOut:
     zk = _zk(node)
     proposals = policy_proposals(category, chain=node.chain, gate=zk.gate.gate_address)
     h = category_hash(category)

@@ -189,18 +189,24 @@ def test_sign_in_refusals(running_node: RunningNode, http: httpx.Client, public:
 def test_break_glass_needs_reason_and_bounded_duration(
     running_node: RunningNode, hospital: EmrClient, public: EmrClient
 ) -> None:
-    patient, doc = Account.create().address, Account.create().address
+    patient, doc, boss = (Account.create().address for _ in range(3))
+    hospital.add_clinician(doc, "physician")
+    hospital.add_clinician(boss, "physician")
     head = _head(running_node)
-    assert _status(lambda: hospital.break_glass(patient, doc, "   "))[0] == 400
-    assert _status(lambda: hospital.break_glass(patient, doc, ""))[0] == 422
-    assert _status(lambda: hospital.break_glass(patient, doc, "ER", duration=10**7))[0] == 400
+    assert _status(lambda: hospital.break_glass(patient, doc, "   ", approved_by=boss))[0] == 400
+    assert _status(lambda: hospital.break_glass(patient, doc, "", approved_by=boss))[0] == 422
+    assert _status(lambda: hospital.break_glass(patient, doc, "ER"))[0] == 422  # no approver
+    status, detail = _status(
+        lambda: hospital.break_glass(patient, doc, "ER", approved_by=boss, duration=10**7)
+    )
+    assert status == 400 and "max_duration" in detail
     assert _head(running_node) == head
     # only hospital systems may open it
     with (
         running_node.client(running_node.admin_token) as admin,
         running_node.client(admin.create_token("a", "auditor")) as auditor,
     ):
-        assert _status(lambda: auditor.break_glass(patient, doc, "ER"))[0] == 403
+        assert _status(lambda: auditor.break_glass(patient, doc, "ER", approved_by=boss))[0] == 403
 
 
 def test_data_dir_files_keep_secrets_out(running_node: RunningNode) -> None:

@@ -52,7 +52,12 @@ def test_upload_anchor_consent_read_audit_verify(
     assert after.value.status == 403
 
     # break-glass opens time-limited access and is evented with its reason
-    hospital.break_glass(patient.address, bob.address, "cardiac arrest, ER bay 3", duration=600)
+    chief = Account.create().address
+    hospital.add_clinician(bob.address, "physician")
+    hospital.add_clinician(chief, "emergency")
+    hospital.break_glass(
+        patient.address, bob.address, "cardiac arrest, ER bay 3", approved_by=chief, duration=600
+    )
     assert public.read(rid, bob_s).headers["x-access-basis"] == "break_glass"
 
     # 4. audit: every kind of event, filterable by patient, record and actor
@@ -77,6 +82,7 @@ def test_upload_anchor_consent_read_audit_verify(
     ]
     bg = next(e for e in events if e["event"] == "BreakGlassOpened")
     assert bg["reason"] == "cardiac arrest, ER bay 3"
+    assert bg["disclosure"]["approved_by"] == chief and bg["disclosure"]["verified"] is True
     assert bg["args"]["reasonHash"] != "0x" + "00" * 32
     by_bob = auditor.audit_events(actor=bob.address)
     assert {e["event"] for e in by_bob} == {"BreakGlassOpened", "AccessRecorded"}
