@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ from node.consent.abc import AccessDeciderAPI
 from node.consent.decisions import CachedAccessDecider
 from node.consent.relay_queue import ConsentRelayQueue
 from node.directory import HospitalDirectory
-from node.exceptions import NodeError
+from node.exceptions import Conflict, NodeError
 from node.flows.anchor_records import anchor_pending
 from node.flows.erase_record import MAX_TOMBSTONE_BATCH, finish_erasures
 from node.flows.relay_consent import drain_relays
@@ -597,6 +598,10 @@ def build_node(settings: Settings) -> Node:
     )
 
     namespace = HospitalNamespace(chain)  # record ids start with the member id
+    # Read it now, while the chain is known to be up, so uploads go on through an outage
+    # (a hospital not admitted yet reads it again on its first upload).
+    with contextlib.suppress(Conflict):
+        namespace.member_id()
 
     def commit_uploads(requests: Sequence[UploadRequest]) -> list[RecordRow]:
         rows = upload_records(
