@@ -6,16 +6,19 @@ Flows type against these; ``node/wiring.py`` picks the implementation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from storage.models import (
     AnchorBatch,
+    AnchorIntent,
     AnchorReceipt,
     KeyUpdate,
+    Lease,
     PendingErasure,
     RecordRow,
+    RepairReport,
     StoredKey,
 )
 
@@ -62,6 +65,11 @@ class BlobStoreAPI(ABC):
 class RecordIndexAPI(ABC):
     """Queryable index of records, the durable anchor outbox and anchored batches."""
 
+    @property
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The schema version of the open database (migrated on open)."""
+
     @abstractmethod
     def add_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert ``rows`` and enqueue each in the anchor outbox, all in one transaction.
@@ -94,9 +102,58 @@ class RecordIndexAPI(ABC):
         """Return how many records wait in the outbox."""
 
     @abstractmethod
-    def mark_anchored(self, batch: AnchorBatch, receipts: Mapping[bytes, AnchorReceipt]) -> None:
-        """Store ``batch``, each record's leaf and proof, and remove them from the outbox,
-        all in one transaction."""
+    def mark_anchored(
+        self,
+        batch: AnchorBatch,
+        receipts: Mapping[bytes, AnchorReceipt],
+        fence: int | None = None,
+    ) -> None:
+        """Store ``batch``, each record's leaf and proof, and remove them from the outbox
+        (closing any anchor intent that covered them), all in one transaction.
+
+        With a ``fence``: raises LeaseLost (nothing written) unless it is still the current
+        fence of its lease. ``None`` means "no lease" (a single process)."""
+
+    # -- claimed anchoring (several processes, one fenced worker) -------------------------
+
+    @abstractmethod
+    def claim_pending_anchors(self, limit: int, fence: int) -> list[RecordRow]:
+        """Claim up to ``limit`` outbox records for the holder of ``fence``, oldest first,
+        and return them. A record is claimable when unclaimed, or claimed by an older fence
+        without an anchor intent (that holder never sent it). Records under an open intent
+        are never claimable: ``recover_anchors`` resolves them first. Concurrent claimers
+        never receive the same record.
+
+        Raises LeaseLost if ``fence`` is not current, ValueError for a negative limit."""
+
+    @abstractmethod
+    def record_anchor_intent(self, fence: int, root: bytes, record_ids: Sequence[bytes]) -> int:
+        """Durably note that the holder of ``fence`` is about to anchor ``root`` over
+        ``record_ids`` (leaf order); return the intent's id. Call it right before sending:
+        it is the last check before the chain sees the batch.
+
+        Raises LeaseLost (nothing written) unless ``fence`` is current and its lease has
+        not expired by the database's clock; StorageError if a record is not claimed by
+        ``fence`` or already under an intent."""
+
+    @abstractmethod
+    def open_anchor_intents(self) -> list[AnchorIntent]:
+        """Intents neither marked anchored nor released, oldest first."""
+
+    @abstractmethod
+    def release_anchor_claims(self, fence: int) -> int:
+        """Unclaim every record claimed by ``fence`` and not under an intent (left behind
+        by a failure between claim and intent); return how many. Call it only while no
+        other claim of the same fence is in flight (the worker's one anchoring thread).
+
+        Raises LeaseLost if ``fence`` is not current."""
+
+    @abstractmethod
+    def release_anchor_intent(self, intent_id: int, fence: int | None = None) -> None:
+        """Drop an intent whose batch the chain never saw and unclaim its records (they are
+        anchored again later). An unknown or closed intent is not an error.
+
+        With a ``fence``: raises LeaseLost unless it is current."""
 
     @abstractmethod
     def get_receipt(self, record_id: bytes) -> AnchorReceipt | None:
@@ -160,6 +217,40 @@ class RecordIndexAPI(ABC):
         """Release connections."""
 
 
+class WorkerLeaseAPI(ABC):
+    """Fenced leases on named roles, kept in a database every process of a hospital shares.
+
+    Time is the database's clock, so holders never compare their own clocks. Fences are
+    unique across all lease names and only grow: a write tagged with a fence can be refused
+    once a newer holder exists.
+    """
+
+    @abstractmethod
+    def acquire(self, name: str, holder: str, url: str, ttl: float) -> Lease | None:
+        """Take lease ``name`` for ``ttl`` seconds if it is free or expired (a new fence,
+        greater than any before), or extend it if ``holder`` holds it already (same fence).
+        Returns None while another holder's lease is live. Raises ValueError for ttl <= 0.
+        """
+
+    @abstractmethod
+    def renew(self, lease: Lease, ttl: float) -> bool:
+        """Extend ``lease`` to ``ttl`` seconds from now; False if it expired or was taken
+        (then it stays lost: acquire again for a new fence)."""
+
+    @abstractmethod
+    def release(self, lease: Lease) -> None:
+        """End ``lease`` now so another holder need not wait for it to expire. Releasing a
+        lease already lost is not an error."""
+
+    @abstractmethod
+    def current(self, name: str) -> Lease | None:
+        """The live lease on ``name``, or None if it is free or expired."""
+
+    @abstractmethod
+    def check(self, lease: Lease) -> bool:
+        """Whether ``lease`` (its fence) is still held and unexpired now."""
+
+
 class CacheAPI(ABC):
     """Hot cache of small values (ciphertext, decisions). A miss is never an error."""
 
@@ -196,6 +287,18 @@ class HealthCheckAPI(ABC):
     def check_health(self) -> Health:
         """Probe now (a health check may bypass an outage backoff) and report. Never raises:
         a failure is ``ok=False``."""
+
+
+class ReplicaRepairAPI(ABC):
+    """A capability of blob stores that keep replicas (IPFS): bring every blob back to the
+    minimum replication from a node that still holds an intact copy."""
+
+    @abstractmethod
+    def repair(
+        self, cids: Iterable[str], progress: Callable[[int, int], None] | None = None
+    ) -> RepairReport:
+        """Re-pin every blob of ``cids`` held on too few reachable nodes; ``progress(checked,
+        total)`` after each batch (total -1 when ``cids`` has no length)."""
 
 
 class AuditMirrorAPI(ABC):

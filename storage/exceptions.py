@@ -25,6 +25,16 @@ class BackendUnavailable(StorageError):
     """The backend cannot be reached (server down, disk gone)."""
 
 
+class ConstraintViolation(StorageError):
+    """A write broke a constraint of a SQL database: a duplicate key, a missing value or a
+    guard (the key audit log refuses edits)."""
+
+
 class CredentialsRefused(StorageError):
     """The backend refused the configured credentials or permissions (a configuration
     error, not an outage)."""
+
+
+class LeaseLost(StorageError):
+    """A write made under a lease fence that is no longer current (another holder took the
+    lease since) or, before a send, a lease that has expired: the caller must stop."""

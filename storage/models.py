@@ -90,3 +90,52 @@ class PendingErasure:
     reason_hash: bytes
     blob_purged: bool
     erase_tx: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A fenced, time-bound lease on a named role (e.g. the hospital's one worker).
+
+    ``fence`` grows every time the lease is taken (never when it is renewed); writes done
+    under the lease carry it, and the index refuses those of a superseded fence.
+    ``expires_at`` is the database's clock (unix seconds), not the holder's.
+    """
+
+    name: str
+    holder: str
+    url: str
+    fence: int
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorIntent:
+    """A batch a worker was about to anchor: written (committed) before the transaction is
+    sent, closed by ``mark_anchored`` or released when the chain never saw it."""
+
+    intent_id: int
+    fence: int  # the lease fence of the worker that wrote it
+    root: bytes  # the batch's Merkle root (what BatchAnchored carries, indexed)
+    record_ids: tuple[bytes, ...]  # in leaf order
+    created_at: float  # database clock, unix seconds
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """Outcome of :meth:`storage.abc.ReplicaRepairAPI.repair`. Every checked CID is counted in
+    exactly one of ``healthy``, ``repaired``, ``degraded`` and ``unrecoverable``."""
+
+    #: distinct CIDs examined
+    checked: int = 0
+    #: already pinned on at least replication_min reachable nodes
+    healthy: int = 0
+    #: re-pinned up to replication_min
+    repaired: int = 0
+    #: an intact copy exists but too few nodes could take a new one (still below the minimum)
+    degraded: int = 0
+    #: no intact copy on any reachable node (if ``unreachable_nodes`` is not empty, a later
+    #: run may still find one there)
+    unrecoverable: int = 0
+    unrecoverable_cids: tuple[str, ...] = ()
+    #: nodes that did not answer; they were neither read nor written
+    unreachable_nodes: tuple[str, ...] = ()

@@ -118,3 +118,15 @@ def key_update_params(updates: Sequence[KeyUpdate]) -> list[tuple[bytes, int, by
             raise ValueError("a re-wrapped key must change its KEK version")
         params.append((blob, int(new), record_id, int(old)))
     return params
+
+
+def join_ids(ids: Sequence[bytes]) -> bytes:
+    """Pack 32-byte ids (record ids, proof nodes) into one blob, in order."""
+    for i in ids:
+        check_hash(i, "id")
+    return b"".join(ids)
+
+
+def split_ids(blob: bytes) -> tuple[bytes, ...]:
+    """Unpack ``join_ids``."""
+    return tuple(blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE))

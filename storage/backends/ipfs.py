@@ -64,16 +64,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from storage.abc import BlobStoreAPI, Health, HealthCheckAPI
+from storage.abc import BlobStoreAPI, Health, HealthCheckAPI, ReplicaRepairAPI
 from storage.backends.ipfs_batch import GroupCommit
 from storage.backends.ipfs_car import encode_car
 from storage.backends.ipfs_rpc import CommandFailed, KuboRPC, KuboRPCError, NodeUnreachable
 from storage.cid import cid_from_digest, parse_cid
 from storage.exceptions import BackendUnavailable, BlobNotFound, IntegrityError, StorageError
+from storage.models import RepairReport
 
 __all__ = ["IpfsClusterBlobStore", "RepairReport"]
 
@@ -88,28 +88,7 @@ _MAX_CAR_BYTES = 32 << 20
 _REPAIR_WINDOW = 100_000
 
 
-@dataclass(frozen=True)
-class RepairReport:
-    """Outcome of :meth:`IpfsClusterBlobStore.repair`. Every checked CID is counted in
-    exactly one of ``healthy``, ``repaired``, ``degraded`` and ``unrecoverable``."""
-
-    #: distinct CIDs examined
-    checked: int = 0
-    #: already pinned on at least replication_min reachable nodes
-    healthy: int = 0
-    #: re-pinned up to replication_min
-    repaired: int = 0
-    #: an intact copy exists but too few nodes could take a new one (still below the minimum)
-    degraded: int = 0
-    #: no intact copy on any reachable node (if ``unreachable_nodes`` is not empty, a later
-    #: run may still find one there)
-    unrecoverable: int = 0
-    unrecoverable_cids: tuple[str, ...] = ()
-    #: nodes that did not answer; they were neither read nor written
-    unreachable_nodes: tuple[str, ...] = ()
-
-
-class IpfsClusterBlobStore(BlobStoreAPI, HealthCheckAPI):
+class IpfsClusterBlobStore(BlobStoreAPI, HealthCheckAPI, ReplicaRepairAPI):
     """Blobs pinned on ``replication_min``..``replication_max`` of ``nodes``.
 
     ``nodes`` are Kubo RPC base URLs (``http://127.0.0.1:5001``); their order does not

@@ -29,7 +29,7 @@ import pymysql.cursors
 from pymysql.connections import Connection as _Connection
 from pymysql.constants import CR, ER
 
-from storage.abc import AuditMirrorAPI, RecordIndexAPI
+from storage.abc import AuditMirrorAPI, RecordIndexAPI, WorkerLeaseAPI
 from storage.event_rows import (
     CONSENT_EVENTS,
     EVENT_COLUMNS,
@@ -42,13 +42,16 @@ from storage.exceptions import (
     BackendUnavailable,
     DuplicateRecord,
     IntegrityError,
+    LeaseLost,
     RecordNotFound,
     StorageError,
 )
 from storage.models import (
     AnchorBatch,
+    AnchorIntent,
     AnchorReceipt,
     KeyUpdate,
+    Lease,
     PendingErasure,
     RecordRow,
     StoredKey,
@@ -57,12 +60,14 @@ from storage.record_rows import (
     HASH_SIZE,
     check_hash,
     erasure_params,
+    join_ids,
     key_update_params,
     record_filters,
     record_params,
     row_to_batch,
     row_to_pending_erasure,
     row_to_record,
+    split_ids,
 )
 
 __all__ = ["CONSENT_EVENTS", "MIGRATIONS", "Migration", "MySQLRecordIndex"]
@@ -237,6 +242,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ADD INDEX records_erased (erased_at, seq)",
         ),
     ),
+    Migration(
+        "fenced worker leases, outbox claims and anchor intents (exactly-once anchoring)",
+        (
+            # fence: unique across leases, only grows; expires_at: the server's unix time.
+            f"""CREATE TABLE IF NOT EXISTS worker_leases (
+                name VARCHAR(64) NOT NULL PRIMARY KEY,
+                holder VARCHAR(255) NOT NULL,
+                url VARCHAR(1024) NOT NULL,
+                fence BIGINT UNSIGNED NOT NULL UNIQUE,
+                expires_at DOUBLE NOT NULL
+            ) {_TABLE_OPTIONS}""",
+            # record_ids: the batch's record ids in leaf order, 32 bytes each.
+            f"""CREATE TABLE IF NOT EXISTS anchor_intents (
+                intent_id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                fence BIGINT UNSIGNED NOT NULL,
+                root BINARY(32) NOT NULL,
+                record_ids MEDIUMBLOB NOT NULL,
+                created_at DOUBLE NOT NULL
+            ) {_TABLE_OPTIONS}""",
+            # One ALTER: a re-run after it was applied but not recorded fails with
+            # "duplicate column", which migrate() accepts.
+            "ALTER TABLE anchor_outbox ADD COLUMN claim_fence BIGINT UNSIGNED NULL, "
+            "ADD COLUMN intent_id BIGINT UNSIGNED NULL, "
+            "ADD INDEX anchor_outbox_intent (intent_id), "
+            "ADD INDEX anchor_outbox_claim (claim_fence)",
+        ),
+    ),
 )
 
 _SCHEMA_MIGRATIONS_TABLE = f"""CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -253,6 +285,9 @@ _RECORD_COLUMNS = (
 _SELECT_COLUMNS = f"{_RECORD_COLUMNS}, erased_at, erase_tx"
 _BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
 _NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
+_LEASE_COLUMNS = "name, holder, url, fence, expires_at"
+# The server's clock, in unix seconds with microseconds (sessions run in UTC: no DST gap).
+_DB_NOW = "UNIX_TIMESTAMP(NOW(6))"
 
 
 def _prefixed(columns: str, alias: str) -> str:
@@ -379,7 +414,32 @@ class _ConnectionPool:
 # -- the index -----------------------------------------------------------------------------
 
 
-class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
+def _db_now(cur: pymysql.cursors.Cursor) -> float:
+    cur.execute(f"SELECT {_DB_NOW}")
+    row = cur.fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def _check_fence(cur: pymysql.cursors.Cursor, fence: int, *, unexpired: bool = False) -> None:
+    """Raise LeaseLost unless ``fence`` is a lease's current fence (and, if ``unexpired``,
+    that lease is live by the server's clock). The shared lock holds off a takeover until
+    the caller's transaction ends."""
+    cur.execute(
+        f"SELECT expires_at > {_DB_NOW} FROM worker_leases WHERE fence = %s LOCK IN SHARE MODE",
+        (int(fence),),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise LeaseLost(f"lease fence {fence} was superseded")
+    if unexpired and not row[0]:
+        raise LeaseLost(f"the lease of fence {fence} has expired")
+
+
+def _row_to_lease(row: Sequence[Any]) -> Lease:
+    return Lease(str(row[0]), str(row[1]), str(row[2]), int(row[3]), float(row[4]))
+
+
+class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI, WorkerLeaseAPI):
     """RecordIndexAPI over MySQL 8 / MariaDB 10.6+ (InnoDB), through a small connection pool.
 
     Every write is one transaction: it commits entirely or, on any error (including a
@@ -444,6 +504,8 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
                 autocommit=True,
                 # Marks bytes literals as binary so they are never checked as utf8mb4 text.
                 binary_prefix=True,
+                # Lease times are UNIX_TIMESTAMP(NOW(6)): exact only in a zone without DST.
+                init_command="SET time_zone = '+00:00'",
             )
 
         self._connect = connect
@@ -729,7 +791,12 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
 
         return self._run(work)
 
-    def mark_anchored(self, batch: AnchorBatch, receipts: Mapping[bytes, AnchorReceipt]) -> None:
+    def mark_anchored(
+        self,
+        batch: AnchorBatch,
+        receipts: Mapping[bytes, AnchorReceipt],
+        fence: int | None = None,
+    ) -> None:
         check_hash(batch.root, "batch root")
         receipt_params: list[tuple[bytes, int, bytes, bytes]] = []
         for record_id, receipt in receipts.items():
@@ -753,6 +820,8 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
         ids = [p[0] for p in receipt_params]
 
         def work(cur: pymysql.cursors.Cursor) -> None:
+            if fence is not None:
+                _check_fence(cur, fence)
             try:
                 cur.execute(
                     f"INSERT INTO anchor_batches ({_BATCH_COLUMNS}) VALUES ({_placeholders(7)})",
@@ -791,15 +860,219 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI):
                 "batch_id = VALUES(batch_id), leaf = VALUES(leaf), proof = VALUES(proof)",
                 receipt_params,
             )
+            intents: set[int] = set()
             for chunk in _chunks(ids):
                 marks = _placeholders(len(chunk))
+                cur.execute(
+                    "SELECT DISTINCT intent_id FROM anchor_outbox "
+                    f"WHERE intent_id IS NOT NULL AND record_id IN ({marks})",
+                    list(chunk),
+                )
+                intents.update(int(r[0]) for r in cur.fetchall())
                 cur.execute(
                     f"UPDATE records SET batch_id = %s WHERE record_id IN ({marks})",
                     [batch.batch_id, *chunk],
                 )
                 cur.execute(f"DELETE FROM anchor_outbox WHERE record_id IN ({marks})", list(chunk))
+            if intents:
+                # The intents are closed; records of theirs this batch did not cover (none in
+                # the normal flow) go back to the queue.
+                closed = sorted(intents)
+                marks = _placeholders(len(closed))
+                cur.execute(f"DELETE FROM anchor_intents WHERE intent_id IN ({marks})", closed)
+                cur.execute(
+                    "UPDATE anchor_outbox SET intent_id = NULL, claim_fence = NULL "
+                    f"WHERE intent_id IN ({marks})",
+                    closed,
+                )
 
         self._run(work, write=True)
+
+    # -- claimed anchoring ---------------------------------------------------------------
+
+    def claim_pending_anchors(self, limit: int, fence: int) -> list[RecordRow]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        if limit == 0:
+            return []
+
+        def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
+            _check_fence(cur, fence)
+            # SKIP LOCKED: a concurrent claimer's rows are passed over, not waited for; the
+            # outbox alone is locked (records stay free for readers and erasure).
+            cur.execute(
+                "SELECT seq, record_id FROM anchor_outbox "
+                "WHERE claim_fence IS NULL OR (claim_fence < %s AND intent_id IS NULL) "
+                "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+                (int(fence), int(limit)),
+            )
+            claimed = cur.fetchall()
+            if not claimed:
+                return ()
+            seqs = [int(r[0]) for r in claimed]
+            cur.execute(
+                f"UPDATE anchor_outbox SET claim_fence = %s "
+                f"WHERE seq IN ({_placeholders(len(seqs))})",
+                [int(fence), *seqs],
+            )
+            ids = [bytes(r[1]) for r in claimed]
+            cur.execute(
+                f"SELECT {_SELECT_COLUMNS} FROM records "
+                f"WHERE record_id IN ({_placeholders(len(ids))})",
+                ids,
+            )
+            by_id = {bytes(r[0]): r for r in cur.fetchall()}
+            return tuple(by_id[i] for i in ids)
+
+        return [row_to_record(r) for r in self._run(work, write=True)]
+
+    def record_anchor_intent(self, fence: int, root: bytes, record_ids: Sequence[bytes]) -> int:
+        check_hash(root, "batch root")
+        ids = [bytes(r) for r in record_ids]
+        if not ids:
+            raise ValueError("an anchor intent needs records")
+        packed = join_ids(ids)
+
+        def work(cur: pymysql.cursors.Cursor) -> int:
+            _check_fence(cur, fence, unexpired=True)
+            cur.execute(
+                "INSERT INTO anchor_intents (fence, root, record_ids, created_at) "
+                f"VALUES (%s, %s, %s, {_DB_NOW})",
+                (int(fence), bytes(root), packed),
+            )
+            intent_id = int(cur.lastrowid)
+            changed = 0
+            for chunk in _chunks(ids):
+                changed += cur.execute(
+                    "UPDATE anchor_outbox SET intent_id = %s WHERE claim_fence = %s "
+                    f"AND intent_id IS NULL AND record_id IN ({_placeholders(len(chunk))})",
+                    [intent_id, int(fence), *chunk],
+                )
+            if changed != len(ids):
+                raise StorageError("an intent's records must be claimed by its fence")
+            return intent_id
+
+        return self._run(work, write=True)
+
+    def open_anchor_intents(self) -> list[AnchorIntent]:
+        def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
+            cur.execute(
+                "SELECT intent_id, fence, root, record_ids, created_at FROM anchor_intents "
+                "ORDER BY intent_id"
+            )
+            return cur.fetchall()
+
+        return [
+            AnchorIntent(int(r[0]), int(r[1]), bytes(r[2]), split_ids(bytes(r[3])), float(r[4]))
+            for r in self._run(work)
+        ]
+
+    def release_anchor_claims(self, fence: int) -> int:
+        def work(cur: pymysql.cursors.Cursor) -> int:
+            _check_fence(cur, fence)
+            return int(
+                cur.execute(
+                    "UPDATE anchor_outbox SET claim_fence = NULL "
+                    "WHERE claim_fence = %s AND intent_id IS NULL",
+                    (int(fence),),
+                )
+            )
+
+        return self._run(work, write=True)
+
+    def release_anchor_intent(self, intent_id: int, fence: int | None = None) -> None:
+        def work(cur: pymysql.cursors.Cursor) -> None:
+            if fence is not None:
+                _check_fence(cur, fence)
+            cur.execute(
+                "UPDATE anchor_outbox SET intent_id = NULL, claim_fence = NULL "
+                "WHERE intent_id = %s",
+                (int(intent_id),),
+            )
+            cur.execute("DELETE FROM anchor_intents WHERE intent_id = %s", (int(intent_id),))
+
+        self._run(work, write=True)
+
+    # -- WorkerLeaseAPI ------------------------------------------------------------------
+
+    def acquire(self, name: str, holder: str, url: str, ttl: float) -> Lease | None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+
+        def work(cur: pymysql.cursors.Cursor) -> Lease | None:
+            # Every acquisition locks the whole (tiny) table: fences stay unique across
+            # names, and two processes taking the same free lease serialise.
+            cur.execute("SELECT fence FROM worker_leases FOR UPDATE")
+            top = max((int(r[0]) for r in cur.fetchall()), default=0)
+            cur.execute(
+                f"SELECT {_LEASE_COLUMNS}, expires_at > {_DB_NOW} FROM worker_leases "
+                "WHERE name = %s FOR UPDATE",
+                (name,),
+            )
+            row = cur.fetchone()
+            if row is not None and row[5]:
+                if row[1] != holder:
+                    return None
+                fence = int(row[3])  # the holder's live lease: extend it
+            else:
+                fence = top + 1
+            now = _db_now(cur)
+            cur.execute(
+                f"INSERT INTO worker_leases ({_LEASE_COLUMNS}) VALUES (%s, %s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE holder = VALUES(holder), url = VALUES(url), "
+                "fence = VALUES(fence), expires_at = VALUES(expires_at)",
+                (name, holder, url, fence, now + ttl),
+            )
+            return Lease(name, holder, url, fence, now + ttl)
+
+        return self._run(work, write=True)
+
+    def renew(self, lease: Lease, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+
+        def work(cur: pymysql.cursors.Cursor) -> int:
+            return int(
+                cur.execute(
+                    f"UPDATE worker_leases SET expires_at = {_DB_NOW} + %s "
+                    f"WHERE name = %s AND fence = %s AND expires_at > {_DB_NOW}",
+                    (float(ttl), lease.name, int(lease.fence)),
+                )
+            )
+
+        return self._run(work, write=True) == 1
+
+    def release(self, lease: Lease) -> None:
+        def work(cur: pymysql.cursors.Cursor) -> None:
+            cur.execute(
+                "UPDATE worker_leases SET expires_at = 0 WHERE name = %s AND fence = %s",
+                (lease.name, int(lease.fence)),
+            )
+
+        self._run(work, write=True)
+
+    def current(self, name: str) -> Lease | None:
+        def work(cur: pymysql.cursors.Cursor) -> tuple[Any, ...] | None:
+            cur.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM worker_leases "
+                f"WHERE name = %s AND expires_at > {_DB_NOW}",
+                (name,),
+            )
+            return cur.fetchone()
+
+        row = self._run(work)
+        return None if row is None else _row_to_lease(row)
+
+    def check(self, lease: Lease) -> bool:
+        def work(cur: pymysql.cursors.Cursor) -> tuple[Any, ...] | None:
+            cur.execute(
+                "SELECT 1 FROM worker_leases "
+                f"WHERE name = %s AND fence = %s AND expires_at > {_DB_NOW}",
+                (lease.name, int(lease.fence)),
+            )
+            return cur.fetchone()
+
+        return self._run(work) is not None
 
     def get_receipt(self, record_id: bytes) -> AnchorReceipt | None:
         def work(cur: pymysql.cursors.Cursor) -> tuple[Any, ...] | None:

@@ -12,21 +12,26 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from storage.abc import RecordIndexAPI
+from storage.abc import RecordIndexAPI, WorkerLeaseAPI
 from storage.exceptions import (
     BackendUnavailable,
     DuplicateRecord,
     IntegrityError,
+    LeaseLost,
     RecordNotFound,
     StorageError,
 )
 from storage.models import (
     AnchorBatch,
+    AnchorIntent,
     AnchorReceipt,
     KeyUpdate,
+    Lease,
     PendingErasure,
     RecordRow,
     StoredKey,
@@ -35,12 +40,14 @@ from storage.record_rows import (
     HASH_SIZE,
     check_hash,
     erasure_params,
+    join_ids,
     key_update_params,
     record_filters,
     record_params,
     row_to_batch,
     row_to_pending_erasure,
     row_to_record,
+    split_ids,
 )
 
 __all__ = ["MIGRATIONS", "SQLiteRecordIndex"]
@@ -105,6 +112,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX records_erasure_pending ON records (erased_at) "
         "WHERE erased_at IS NOT NULL AND (erase_tx IS NULL OR blob_purged = 0)",
     ),
+    # v4: scale-out. Fenced worker leases; outbox claims (the fence of the claiming worker)
+    # and anchor intents written before a batch is sent, so a crash anywhere never anchors
+    # a record twice. ``fence`` is unique across leases; ``expires_at`` is unix seconds.
+    (
+        """CREATE TABLE worker_leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            url TEXT NOT NULL,
+            fence INTEGER NOT NULL UNIQUE,
+            expires_at REAL NOT NULL
+        )""",
+        """CREATE TABLE anchor_intents (
+            intent_id INTEGER PRIMARY KEY,
+            fence INTEGER NOT NULL,
+            root BLOB NOT NULL,
+            record_ids BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "ALTER TABLE anchor_outbox ADD COLUMN claim_fence INTEGER",
+        "ALTER TABLE anchor_outbox ADD COLUMN intent_id INTEGER",
+        "CREATE INDEX anchor_outbox_intent ON anchor_outbox (intent_id)",
+        "CREATE INDEX anchor_outbox_claim ON anchor_outbox (claim_fence)",
+    ),
 )
 
 _RECORD_COLUMNS = (
@@ -115,6 +145,7 @@ _RECORD_COLUMNS = (
 _SELECT_COLUMNS = f"{_RECORD_COLUMNS}, erased_at, erase_tx"
 _BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
 _NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
+_LEASE_COLUMNS = "name, holder, url, fence, expires_at"
 
 
 def _record_exists(conn: sqlite3.Connection, record_id: bytes) -> bool:
@@ -134,11 +165,29 @@ def _driver_errors() -> Iterator[None]:
         raise StorageError("record index database error") from exc
 
 
-class SQLiteRecordIndex(RecordIndexAPI):
+def _row_to_lease(row: Sequence[Any]) -> Lease:
+    return Lease(str(row[0]), str(row[1]), str(row[2]), int(row[3]), float(row[4]))
+
+
+def _check_fence(conn: sqlite3.Connection, fence: int, *, now: float | None = None) -> None:
+    """Raise LeaseLost unless ``fence`` is a lease's current fence (and, given ``now``,
+    that lease has not expired)."""
+    row = conn.execute(
+        "SELECT expires_at FROM worker_leases WHERE fence = ?", (int(fence),)
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(f"lease fence {fence} was superseded")
+    if now is not None and float(row[0]) <= now:
+        raise LeaseLost(f"the lease of fence {fence} has expired")
+
+
+class SQLiteRecordIndex(RecordIndexAPI, WorkerLeaseAPI):
     """RecordIndexAPI over one SQLite file in WAL mode.
 
     One connection serialised by a lock: SQLite admits a single writer anyway, and every
-    call is short. Safe to share between threads.
+    call is short. Safe to share between threads. Processes sharing the file serialise on
+    ``BEGIN IMMEDIATE``; leases use ``time.time()`` read inside that transaction (one
+    machine, one clock).
     """
 
     def __init__(self, path: Path) -> None:
@@ -291,7 +340,12 @@ class SQLiteRecordIndex(RecordIndexAPI):
         with self._connection() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM anchor_outbox").fetchone()[0])
 
-    def mark_anchored(self, batch: AnchorBatch, receipts: Mapping[bytes, AnchorReceipt]) -> None:
+    def mark_anchored(
+        self,
+        batch: AnchorBatch,
+        receipts: Mapping[bytes, AnchorReceipt],
+        fence: int | None = None,
+    ) -> None:
         check_hash(batch.root, "batch root")
         receipt_params: list[tuple[bytes, int, bytes, bytes]] = []
         for record_id, receipt in receipts.items():
@@ -313,6 +367,8 @@ class SQLiteRecordIndex(RecordIndexAPI):
             batch.anchored_at,
         )
         with self._transaction() as conn:
+            if fence is not None:
+                _check_fence(conn, fence)
             inserted = conn.execute(
                 f"INSERT INTO anchor_batches ({_BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (batch_id) DO NOTHING",
@@ -339,9 +395,157 @@ class SQLiteRecordIndex(RecordIndexAPI):
                 receipt_params,
             )
             conn.executemany(
+                "DELETE FROM anchor_intents WHERE intent_id = "
+                "(SELECT intent_id FROM anchor_outbox WHERE record_id = ?)",
+                [(p[0],) for p in receipt_params],
+            )
+            conn.executemany(
                 "DELETE FROM anchor_outbox WHERE record_id = ?",
                 [(p[0],) for p in receipt_params],
             )
+            # Records of a closed intent that this batch did not cover go back to the queue.
+            conn.execute(
+                "UPDATE anchor_outbox SET intent_id = NULL, claim_fence = NULL "
+                "WHERE intent_id IS NOT NULL AND intent_id NOT IN "
+                "(SELECT intent_id FROM anchor_intents)"
+            )
+
+    # -- claimed anchoring ---------------------------------------------------------------
+
+    def claim_pending_anchors(self, limit: int, fence: int) -> list[RecordRow]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        columns = ", ".join(f"r.{c.strip()}" for c in _SELECT_COLUMNS.split(","))
+        with self._transaction() as conn:
+            _check_fence(conn, fence)
+            rows = conn.execute(
+                f"SELECT o.seq, {columns} FROM anchor_outbox o "
+                "JOIN records r ON r.record_id = o.record_id "
+                "WHERE o.claim_fence IS NULL OR (o.claim_fence < ? AND o.intent_id IS NULL) "
+                "ORDER BY o.seq LIMIT ?",
+                (int(fence), int(limit)),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE anchor_outbox SET claim_fence = ? WHERE seq = ?",
+                [(int(fence), r[0]) for r in rows],
+            )
+        return [row_to_record(r[1:]) for r in rows]
+
+    def record_anchor_intent(self, fence: int, root: bytes, record_ids: Sequence[bytes]) -> int:
+        check_hash(root, "batch root")
+        ids = [bytes(r) for r in record_ids]
+        if not ids:
+            raise ValueError("an anchor intent needs records")
+        with self._transaction() as conn:
+            now = time.time()
+            _check_fence(conn, fence, now=now)
+            cursor = conn.execute(
+                "INSERT INTO anchor_intents (fence, root, record_ids, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (int(fence), bytes(root), join_ids(ids), now),
+            )
+            intent_id = int(cursor.lastrowid or 0)
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE anchor_outbox SET intent_id = ? "
+                "WHERE record_id = ? AND claim_fence = ? AND intent_id IS NULL",
+                [(intent_id, rid, int(fence)) for rid in ids],
+            )
+            if conn.total_changes - before != len(ids):
+                raise StorageError("an intent's records must be claimed by its fence")
+        return intent_id
+
+    def open_anchor_intents(self) -> list[AnchorIntent]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT intent_id, fence, root, record_ids, created_at FROM anchor_intents "
+                "ORDER BY intent_id"
+            ).fetchall()
+        return [
+            AnchorIntent(int(r[0]), int(r[1]), bytes(r[2]), split_ids(bytes(r[3])), float(r[4]))
+            for r in rows
+        ]
+
+    def release_anchor_claims(self, fence: int) -> int:
+        with self._transaction() as conn:
+            _check_fence(conn, fence)
+            return int(
+                conn.execute(
+                    "UPDATE anchor_outbox SET claim_fence = NULL "
+                    "WHERE claim_fence = ? AND intent_id IS NULL",
+                    (int(fence),),
+                ).rowcount
+            )
+
+    def release_anchor_intent(self, intent_id: int, fence: int | None = None) -> None:
+        with self._transaction() as conn:
+            if fence is not None:
+                _check_fence(conn, fence)
+            conn.execute(
+                "UPDATE anchor_outbox SET intent_id = NULL, claim_fence = NULL WHERE intent_id = ?",
+                (int(intent_id),),
+            )
+            conn.execute("DELETE FROM anchor_intents WHERE intent_id = ?", (int(intent_id),))
+
+    # -- WorkerLeaseAPI ------------------------------------------------------------------
+
+    def acquire(self, name: str, holder: str, url: str, ttl: float) -> Lease | None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        with self._transaction() as conn:
+            now = time.time()
+            row = conn.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM worker_leases WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None and float(row[4]) > now:
+                if row[1] != holder:
+                    return None
+                fence = int(row[3])  # the holder's live lease: extend it
+            else:
+                top = conn.execute("SELECT COALESCE(MAX(fence), 0) FROM worker_leases").fetchone()
+                fence = int(top[0]) + 1
+            conn.execute(
+                f"INSERT INTO worker_leases ({_LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "url = excluded.url, fence = excluded.fence, expires_at = excluded.expires_at",
+                (name, holder, url, fence, now + ttl),
+            )
+        return Lease(name, holder, url, fence, now + ttl)
+
+    def renew(self, lease: Lease, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        with self._transaction() as conn:
+            now = time.time()
+            changed = conn.execute(
+                "UPDATE worker_leases SET expires_at = ? "
+                "WHERE name = ? AND fence = ? AND expires_at > ?",
+                (now + ttl, lease.name, int(lease.fence), now),
+            ).rowcount
+        return changed == 1
+
+    def release(self, lease: Lease) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE worker_leases SET expires_at = 0 WHERE name = ? AND fence = ?",
+                (lease.name, int(lease.fence)),
+            )
+
+    def current(self, name: str) -> Lease | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM worker_leases WHERE name = ? AND expires_at > ?",
+                (name, time.time()),
+            ).fetchone()
+        return None if row is None else _row_to_lease(row)
+
+    def check(self, lease: Lease) -> bool:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM worker_leases WHERE name = ? AND fence = ? AND expires_at > ?",
+                (lease.name, int(lease.fence), time.time()),
+            ).fetchone()
+        return row is not None
 
     def get_receipt(self, record_id: bytes) -> AnchorReceipt | None:
         columns = ", ".join(f"b.{c.strip()}" for c in _BATCH_COLUMNS.split(","))

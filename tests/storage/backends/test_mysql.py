@@ -127,6 +127,8 @@ def test_schema_tables_and_indexes(index: MySQLRecordIndex, db_name: str) -> Non
         "consent_events",
         "audit_events",
         "chain_cursor",
+        "worker_leases",
+        "anchor_intents",
     }
     indexes = {
         (r[0], r[1])
@@ -146,6 +148,8 @@ def test_schema_tables_and_indexes(index: MySQLRecordIndex, db_name: str) -> Non
         ("consent_events", "consent_events_record_grantee"),
         ("consent_events", "consent_events_patient_time"),
         ("audit_events", "audit_events_patient_time"),
+        ("anchor_outbox", "anchor_outbox_intent"),
+        ("anchor_outbox", "anchor_outbox_claim"),
     } <= indexes
     engines = query(
         db_name,
@@ -164,7 +168,7 @@ def test_migrations_are_versioned_and_idempotent(db_name: str) -> None:
         assert query(db_name, "SHOW TABLES LIKE 'consent_events'") == []
         index.add_records([make_row(1)])  # v1 is usable on its own
         latest = len(MIGRATIONS)
-        assert index.migrate() == latest == 4
+        assert index.migrate() == latest == 5
         assert index.migrate() == latest
         assert index.migrate(1) == latest  # never downgrades
         versions = query(db_name, "SELECT version FROM schema_migrations ORDER BY version")
@@ -221,8 +225,22 @@ def test_interrupted_erasure_migration_is_completed(db_name: str) -> None:
         index.migrate(3)
         for statement in MIGRATIONS[3].statements:
             query(db_name, statement)
-        assert index.migrate() == 4
+        assert index.migrate(4) == 4
         assert index.pending_erasures(10) == []
+    finally:
+        index.close()
+
+
+def test_interrupted_lease_migration_is_completed(db_name: str) -> None:
+    # v5 (leases, claims, intents): applied by a run that died before recording it.
+    index = open_index(db_name, auto_migrate=False)
+    try:
+        index.migrate(4)
+        for statement in MIGRATIONS[4].statements:
+            query(db_name, statement)
+        assert index.migrate() == 5
+        assert index.open_anchor_intents() == []
+        assert index.current("worker") is None
     finally:
         index.close()
 
