@@ -5,7 +5,6 @@ break-glass openings that the break-glass caps count."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from node.audit.reasons import LEGACY, ReasonCommitment
 from node.exceptions import Conflict, LimitExceeded
-from node.sqlite_db import SQLiteDatabase
+from storage.sql import SqlCursorAPI, SqlDatabaseAPI, open_database
 
 ALL_RECORDS = b"\x00" * 32  # record id of a break-glass over every record of the patient
 
@@ -42,6 +41,27 @@ _MIGRATIONS = [
         state TEXT NOT NULL);
     CREATE INDEX break_glass_openings_clinician ON break_glass_openings (clinician, opened_at);
     CREATE INDEX break_glass_openings_patient ON break_glass_openings (patient, opened_at)
+    """,
+]
+# The same schema on MySQL, in one version.
+_TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+_MYSQL_MIGRATIONS = [
+    f"""
+    CREATE TABLE IF NOT EXISTS clinicians (address VARCHAR(64) NOT NULL PRIMARY KEY,
+        role VARCHAR(64) NOT NULL, added_at BIGINT NOT NULL, licence_expiry BIGINT NULL,
+        KEY clinicians_added (added_at)) {_TABLE};
+    CREATE TABLE IF NOT EXISTS break_glass_reasons (reason_hash VARBINARY(32) NOT NULL
+        PRIMARY KEY, reason TEXT NOT NULL, opened_by VARCHAR(255) NOT NULL,
+        tx_hash VARBINARY(64) NOT NULL, opened_at BIGINT NOT NULL, salt VARBINARY(64) NULL,
+        kind VARCHAR(64) NULL, approved_by VARCHAR(255) NULL) {_TABLE};
+    CREATE TABLE IF NOT EXISTS break_glass_openings (id BIGINT NOT NULL AUTO_INCREMENT
+        PRIMARY KEY, patient VARCHAR(64) NOT NULL, clinician VARCHAR(64) NOT NULL,
+        record_id VARBINARY(32) NOT NULL, approved_by VARCHAR(255) NOT NULL,
+        opened_by VARCHAR(255) NOT NULL, opened_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,
+        reason_hash VARBINARY(32) NOT NULL, tx_hash VARBINARY(64) NULL,
+        state VARCHAR(16) NOT NULL,
+        KEY break_glass_openings_clinician (clinician, opened_at),
+        KEY break_glass_openings_patient (patient, opened_at)) {_TABLE}
     """,
 ]
 
@@ -132,8 +152,14 @@ class BreakGlassLedgerAPI(ABC):
 
 
 class HospitalDirectory(ClinicianDirectoryAPI, ReasonStoreAPI, BreakGlassLedgerAPI):
-    def __init__(self, path: Path) -> None:
-        self._db = SQLiteDatabase(path, "directory", _MIGRATIONS)
+    """The directory in the node's state DB: ``db`` is the database (SQLite or MySQL), or
+    the path of an SQLite file the directory opens and closes itself."""
+
+    def __init__(self, db: Path | SqlDatabaseAPI) -> None:
+        self._db, self._owns_db = open_database(db)
+        self._db.migrate(
+            "directory", _MIGRATIONS if self._db.dialect == "sqlite" else _MYSQL_MIGRATIONS
+        )
 
     # -- clinicians ------------------------------------------------------------------
     def add_clinician(
@@ -143,9 +169,12 @@ class HospitalDirectory(ClinicianDirectoryAPI, ReasonStoreAPI, BreakGlassLedgerA
         now = int(time.time())
         with self._db.transaction() as cur:
             cur.execute(
-                "INSERT INTO clinicians (address, role, added_at, licence_expiry)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT(address) DO UPDATE"
-                " SET role = excluded.role, licence_expiry = excluded.licence_expiry",
+                self._db.upsert(
+                    "clinicians",
+                    ("address", "role", "added_at", "licence_expiry"),
+                    "address",
+                    ("role", "licence_expiry"),
+                ),
                 (address, role, now, licence_expiry),
             )
         found = self.clinician(address)
@@ -167,11 +196,13 @@ class HospitalDirectory(ClinicianDirectoryAPI, ReasonStoreAPI, BreakGlassLedgerA
         with self._db.transaction() as cur:
             self._insert_reason(cur, commitment, tx_hash, int(time.time()))
 
-    @staticmethod
-    def _insert_reason(cur: sqlite3.Cursor, c: ReasonCommitment, tx_hash: bytes, now: int) -> None:
+    def _insert_reason(
+        self, cur: SqlCursorAPI, c: ReasonCommitment, tx_hash: bytes, now: int
+    ) -> None:
         cur.execute(
-            f"INSERT OR IGNORE INTO break_glass_reasons ({_REASON_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._db.insert_or_ignore(
+                "break_glass_reasons", _REASON_COLUMNS.split(", "), "reason_hash"
+            ),
             (
                 c.reason_hash,
                 c.reason,
@@ -210,7 +241,8 @@ class HospitalDirectory(ClinicianDirectoryAPI, ReasonStoreAPI, BreakGlassLedgerA
     def reserve(self, opening: BreakGlassOpening, limits: BreakGlassLimits) -> int:
         now = opening.opened_at
         since = now - limits.window
-        with self._db.transaction() as cur:
+        # Locked: two processes reserving at once cannot both pass a cap with one left.
+        with self._db.transaction(lock="break_glass") as cur:
             live = cur.execute(
                 "SELECT MAX(expires_at) FROM break_glass_openings WHERE patient = ?"
                 " AND clinician = ? AND expires_at > ? AND record_id IN (?, ?)",
@@ -278,4 +310,6 @@ class HospitalDirectory(ClinicianDirectoryAPI, ReasonStoreAPI, BreakGlassLedgerA
             )
 
     def close(self) -> None:
-        self._db.close()
+        """Close the database if this directory opened it (from a path)."""
+        if self._owns_db:
+            self._db.close()

@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import anyio.to_thread
+
 from node.chain.models import AccessEntry
 
 
@@ -16,15 +18,24 @@ class AccessLogQueueAPI(ABC):
         """Persist ``entries`` durably; they reach the chain in the next flush."""
 
     @abstractmethod
-    def pending(self, limit: int) -> list[tuple[int, AccessEntry]]:
-        """Up to ``limit`` (queue id, entry) pairs, oldest first."""
+    def pending(self, limit: int, fence: int | None = None) -> list[tuple[int, AccessEntry]]:
+        """Up to ``limit`` (queue id, entry) pairs, oldest first, claimed for the worker
+        holding lease ``fence``: another worker is not given them while the claim holds
+        (None: no claim, for a queue only one process drains)."""
 
     @abstractmethod
     def remove(self, ids: Sequence[int]) -> None:
-        """Drop entries once their transaction is mined."""
+        """Drop entries once their transaction is mined (a crash before this sends them
+        again: delivery is at least once)."""
 
     @abstractmethod
     def count(self) -> int: ...
+
+    async def enqueue_async(self, entries: Sequence[AccessEntry]) -> None:
+        """``enqueue`` for a coroutine: returns once ``entries`` are durable. This default
+        runs ``enqueue`` in a worker thread; a queue with group commit awaits its commit
+        on the event loop instead."""
+        await anyio.to_thread.run_sync(self.enqueue, entries)
 
 
 @dataclass(frozen=True, slots=True)

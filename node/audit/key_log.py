@@ -1,10 +1,16 @@
 """The key audit trail: who generated, rotated, used and destroyed which key, and when.
 
-Entries live in the node's SQLite, append-only and hash-chained (each hash covers the
+Entries live in the node's state DB (SQLite or the MySQL index database), append-only and
+hash-chained (each hash covers the
 previous one), so an edited or deleted entry breaks the chain; the head is anchored on-chain
 (``AccessLog.anchorKeyAudit``) so that rewriting the whole tail is detectable too. Entries
 name keys by version, transactions by digest and batches by count: never key material,
 never the PIN or passphrase.
+
+Several processes append (every API process wraps and unwraps keys): an append reads the
+head and inserts the next entry in one transaction that excludes every other append
+(SQLite: the write lock; MySQL: an exclusive row lock on the log's lock row), and ``seq``
+is the primary key, so the chain never forks.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import logging
 import time
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,18 +29,25 @@ from pathlib import Path
 from typing import Any
 
 from node.audit.abc import KeyAuditEntry, KeyAuditLogAPI
-from node.sqlite_db import SQLiteDatabase
+from node.coalescer import Coalescer
+from storage.exceptions import StorageError
+from storage.sql import SqlDatabaseAPI, open_database
 
 __all__ = [
     "GENESIS",
+    "BatchKeyAuditLogAPI",
+    "GroupCommitKeyAuditLog",
     "KeyAction",
     "KeyAuditVerification",
     "SQLiteKeyAuditLog",
+    "SqlKeyAuditLog",
     "acting_as",
     "current_actor",
     "entry_hash",
     "verify_key_audit",
 ]
+
+logger = logging.getLogger(__name__)
 
 GENESIS = b"\x00" * 32  # prev_hash of entry 1
 
@@ -90,6 +105,20 @@ _TRIGGERS = [
     " BEGIN SELECT RAISE(ABORT, 'the key audit log is append-only'); END"
     for op in ("UPDATE", "DELETE")
 ]
+_MYSQL_MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS key_audit (seq BIGINT NOT NULL PRIMARY KEY, at BIGINT NOT NULL,
+        actor VARCHAR(255) NOT NULL, action VARCHAR(64) NOT NULL, subject TEXT NOT NULL,
+        prev_hash BINARY(32) NOT NULL, hash BINARY(32) NOT NULL)
+        ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
+    """,
+]
+_MYSQL_TRIGGERS = {
+    f"key_audit_no_{op.lower()}": f"CREATE TRIGGER key_audit_no_{op.lower()} BEFORE {op}"
+    " ON key_audit FOR EACH ROW"
+    " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'the key audit log is append-only'"
+    for op in ("UPDATE", "DELETE")
+}
 
 
 def _row(r: tuple[Any, ...]) -> KeyAuditEntry:
@@ -104,30 +133,88 @@ def _row(r: tuple[Any, ...]) -> KeyAuditEntry:
     )
 
 
-class SQLiteKeyAuditLog(KeyAuditLogAPI):
-    """The key audit log in ``node.sqlite``; triggers refuse UPDATE and DELETE (a guard
-    against mistakes: whoever owns the file can drop them, which the chain then shows)."""
+class BatchKeyAuditLogAPI(KeyAuditLogAPI):
+    """A key audit log that appends several entries in one durable commit."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = SQLiteDatabase(path, "key_audit", _MIGRATIONS)
-        with self._db.transaction() as cur:
-            for trigger in _TRIGGERS:
-                cur.execute(trigger)
+    @abstractmethod
+    def append_many(self, items: Sequence[tuple[str, str, str]]) -> list[KeyAuditEntry]:
+        """Durably append ``items`` ((action, subject, actor) triples), chained in order, in
+        one transaction: all of them or, if it raises, none. Returns their entries."""
+
+
+class SqlKeyAuditLog(BatchKeyAuditLogAPI):
+    """The key audit log in the node's state DB; triggers refuse UPDATE and DELETE (a guard
+    against mistakes: whoever owns the database can drop them, which the chain then shows).
+
+    ``db`` is the state database (SQLite or MySQL), or the path of an SQLite file that the
+    log opens and closes itself. On MySQL a user without the TRIGGER privilege (or, with
+    binary logging, SUPER) gets no triggers: a warning is logged and the log still works.
+    """
+
+    def __init__(self, db: Path | SqlDatabaseAPI) -> None:
+        self._db, self._owns_db = open_database(db)
+        if self._db.dialect == "sqlite":
+            self._db.migrate("key_audit", _MIGRATIONS)
+            with self._db.transaction() as cur:
+                for trigger in _TRIGGERS:
+                    cur.execute(trigger)
+        else:
+            self._db.migrate("key_audit", _MYSQL_MIGRATIONS)
+            self._mysql_triggers()
+
+    def _mysql_triggers(self) -> None:
+        present = {
+            str(r[0])
+            for r in self._db.query(
+                "SELECT trigger_name FROM information_schema.triggers"
+                " WHERE event_object_schema = DATABASE() AND event_object_table = 'key_audit'"
+            )
+        }
+        for name, ddl in _MYSQL_TRIGGERS.items():
+            if name in present:
+                continue
+            try:
+                self._db.query(ddl)
+            except StorageError as err:
+                logger.warning("key audit log: trigger %s not created (%s)", name, err)
 
     def append(self, action: str, subject: str, actor: str | None = None) -> KeyAuditEntry:
         who = current_actor() if actor is None else actor
         at = int(time.time())
-        with self._db.transaction() as cur:
+        with self._db.transaction(lock="key_audit") as cur:
             last = cur.execute(
                 "SELECT seq, hash FROM key_audit ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             seq, prev = (int(last[0]) + 1, bytes(last[1])) if last else (1, GENESIS)
             digest = entry_hash(prev, seq, at, who, action, subject)
             cur.execute(
-                "INSERT INTO key_audit VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO key_audit (seq, at, actor, action, subject, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (seq, at, who, action, subject, prev, digest),
             )
         return KeyAuditEntry(seq, at, who, action, subject, prev, digest)
+
+    def append_many(self, items: Sequence[tuple[str, str, str]]) -> list[KeyAuditEntry]:
+        if not items:
+            return []
+        at = int(time.time())
+        out: list[KeyAuditEntry] = []
+        with self._db.transaction(lock="key_audit") as cur:
+            last = cur.execute(
+                "SELECT seq, hash FROM key_audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = (int(last[0]), bytes(last[1])) if last else (0, GENESIS)
+            for action, subject, who in items:
+                seq += 1
+                digest = entry_hash(prev, seq, at, who, action, subject)
+                out.append(KeyAuditEntry(seq, at, who, action, subject, prev, digest))
+                prev = digest
+            cur.executemany(
+                "INSERT INTO key_audit (seq, at, actor, action, subject, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.seq, e.at, e.actor, e.action, e.subject, e.prev_hash, e.hash) for e in out],
+            )
+        return out
 
     def entries(
         self, *, after: int = 0, limit: int = 1000, action: str | None = None
@@ -149,7 +236,63 @@ class SQLiteKeyAuditLog(KeyAuditLogAPI):
         return _row(rows[0]) if rows else None
 
     def close(self) -> None:
-        self._db.close()
+        if self._owns_db:
+            self._db.close()
+
+
+SQLiteKeyAuditLog = SqlKeyAuditLog  # the name before MySQL (issue 11)
+
+DEFAULT_GROUP_WINDOW = 0.002  # seconds an append waits for company before its commit
+
+
+class GroupCommitKeyAuditLog(KeyAuditLogAPI):
+    """Group commit in front of a batch-capable log: appends from many threads (each read
+    unwraps a key, each unwrap is an entry) share one transaction, so N concurrent reads
+    pay one commit (one fsync; on several processes one turn of the write lock) rather
+    than N. ``append`` still returns only once its entry is durable, with its seq and hash;
+    the entries of a batch are chained in the order they were submitted and the chain
+    stays one chain (``append_many`` reads the head and inserts in one transaction).
+
+    Args:
+        inner: the log that stores the entries.
+        window: seconds the first append of a batch waits for others (a lone append pays
+            at most this on top of its commit).
+        max_batch: entries per transaction at most.
+    """
+
+    def __init__(
+        self,
+        inner: BatchKeyAuditLogAPI,
+        *,
+        window: float = DEFAULT_GROUP_WINDOW,
+        max_batch: int = 512,
+    ) -> None:
+        self._inner = inner
+        self._batcher: Coalescer[tuple[str, str, str], KeyAuditEntry] = Coalescer(
+            inner.append_many, window=window, max_batch=max_batch, name="key-audit-commit"
+        )
+
+    @property
+    def inner(self) -> BatchKeyAuditLogAPI:
+        return self._inner
+
+    def append(self, action: str, subject: str, actor: str | None = None) -> KeyAuditEntry:
+        # The actor is the caller's context, resolved here: the committer thread has its own.
+        who = current_actor() if actor is None else actor
+        return self._batcher.submit((str(action), subject, who))
+
+    def entries(
+        self, *, after: int = 0, limit: int = 1000, action: str | None = None
+    ) -> list[KeyAuditEntry]:
+        return self._inner.entries(after=after, limit=limit, action=action)
+
+    def head(self) -> KeyAuditEntry | None:
+        return self._inner.head()
+
+    def close(self) -> None:
+        """Commit what is queued, then close the inner log."""
+        self._batcher.close()
+        self._inner.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""API tokens, SIWE challenges and wallet sessions, kept hashed in the node's state DB.
+"""API tokens, SIWE challenges and wallet sessions, kept hashed in the node's state DB
+(``node.sqlite``, or the index database on MySQL when API processes run on several hosts).
 
 Tokens and sessions end: a token expires (``expires_at``, none for tokens made before
 expiry existed and for the bootstrap admin token) or is revoked (``revoked_at``); a session
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +24,8 @@ from typing import Generic, TypeVar
 
 from node.auth.principal import Role, TokenPrincipal
 from node.exceptions import Conflict, NotFound
-from node.sqlite_db import SQLiteDatabase
+from storage.exceptions import ConstraintViolation
+from storage.sql import SqlDatabaseAPI, open_database
 
 _MIGRATIONS = [
     """
@@ -44,6 +45,23 @@ _MIGRATIONS = [
     UPDATE api_tokens SET id = lower(hex(randomblob(6))) WHERE id IS NULL;
     CREATE UNIQUE INDEX api_tokens_id ON api_tokens (id);
     CREATE INDEX sessions_address ON sessions (address)
+    """,
+]
+# The same schema on MySQL (one version: it starts where SQLite is now). ``seq`` orders
+# tokens made in the same second (SQLite's rowid).
+_TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+_MYSQL_MIGRATIONS = [
+    f"""
+    CREATE TABLE IF NOT EXISTS api_tokens (token_hash CHAR(64) NOT NULL PRIMARY KEY,
+        seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE, name VARCHAR(255) NOT NULL,
+        role VARCHAR(32) NOT NULL, created_at BIGINT NOT NULL, id CHAR(12) NOT NULL UNIQUE,
+        expires_at BIGINT NULL, revoked_at BIGINT NULL) {_TABLE};
+    CREATE TABLE IF NOT EXISTS siwe_challenges (nonce VARCHAR(128) NOT NULL PRIMARY KEY,
+        address VARCHAR(64) NOT NULL, message TEXT NOT NULL, expires_at BIGINT NOT NULL,
+        KEY siwe_challenges_expiry (expires_at)) {_TABLE};
+    CREATE TABLE IF NOT EXISTS sessions (token_hash CHAR(64) NOT NULL PRIMARY KEY,
+        address VARCHAR(64) NOT NULL, expires_at BIGINT NOT NULL,
+        KEY sessions_address (address), KEY sessions_expiry (expires_at)) {_TABLE}
     """,
 ]
 
@@ -130,10 +148,11 @@ class _TTLCache(Generic[V]):
 
 
 class AuthStore:
-    """Credentials in the node's SQLite state DB, shared by every API process using it.
+    """Credentials in the node's state DB, shared by every API process using it.
 
     Args:
-        path: the SQLite file.
+        db: the state database (SQLite or MySQL), or the path of an SQLite file that the
+            store opens and closes itself.
         cache_ttl: seconds a looked-up token or session is served from this process's
             memory: the bound after which a revocation made elsewhere is seen here (0: no
             cache, every lookup queries the database).
@@ -143,13 +162,14 @@ class AuthStore:
 
     def __init__(
         self,
-        path: Path,
+        db: Path | SqlDatabaseAPI,
         *,
         cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_size: int = DEFAULT_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._db = SQLiteDatabase(path, "auth", _MIGRATIONS)
+        self._db, self._owns_db = open_database(db)
+        self._db.migrate("auth", _MIGRATIONS if self._db.dialect == "sqlite" else _MYSQL_MIGRATIONS)
         self._clock = clock
         self.cache_ttl = cache_ttl
         # Only found credentials are cached (with their own expiry): a lookup that finds
@@ -176,7 +196,7 @@ class AuthStore:
                         " expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
                         (_digest(token), name, role.value, int(now), token_id, expires_at),
                     )
-            except sqlite3.IntegrityError:
+            except ConstraintViolation:
                 continue
             return IssuedToken(token_id, token, expires_at)
         raise RuntimeError("could not draw a free token id")
@@ -219,11 +239,21 @@ class AuthStore:
             return None
         return principal
 
+    def peek_token(self, token: str) -> tuple[bool, TokenPrincipal | None]:
+        """(found in this process's cache, its principal or None if expired), without
+        touching the database: the event loop may ask this, never ``resolve_token``."""
+        cached = self._tokens.get(_digest(token))
+        if cached is None:
+            return False, None
+        principal, expires_at = cached
+        return True, None if expires_at is not None and time.time() >= expires_at else principal
+
     def list_tokens(self) -> list[TokenInfo]:
         """Every token, revoked and expired ones too, oldest first."""
+        tiebreak = "rowid" if self._db.dialect == "sqlite" else "seq"
         rows = self._db.query(
             "SELECT id, name, role, created_at, expires_at, revoked_at FROM api_tokens"
-            " ORDER BY created_at, rowid"
+            f" ORDER BY created_at, {tiebreak}"
         )
         return [TokenInfo(r[0], r[1], Role(r[2]), r[3], r[4], r[5]) for r in rows]
 
@@ -235,7 +265,8 @@ class AuthStore:
         more; a restart would then write a new bootstrap admin token).
         """
         now = int(time.time())
-        with self._db.transaction() as cur:
+        # Locked: two admins revoking the last two admin tokens at once cannot both pass.
+        with self._db.transaction(lock="api_tokens") as cur:
             row = cur.execute(
                 "SELECT id, name, role, created_at, expires_at, revoked_at FROM api_tokens"
                 " WHERE id = ?",
@@ -268,7 +299,8 @@ class AuthStore:
         with self._db.transaction() as cur:
             cur.execute("DELETE FROM siwe_challenges WHERE expires_at < ?", (int(time.time()),))
             cur.execute(
-                "INSERT INTO siwe_challenges VALUES (?, ?, ?, ?)",
+                "INSERT INTO siwe_challenges (nonce, address, message, expires_at)"
+                " VALUES (?, ?, ?, ?)",
                 (nonce, address, message, expires_at),
             )
 
@@ -276,13 +308,16 @@ class AuthStore:
         """Remove and return (address, message, expires_at): a nonce signs in once."""
         with self._db.transaction() as cur:
             row = cur.execute(
-                "SELECT address, message, expires_at FROM siwe_challenges WHERE nonce = ?",
+                "SELECT address, message, expires_at FROM siwe_challenges WHERE nonce = ?"
+                + self._db.for_update(),
                 (nonce,),
             ).fetchone()
             if row is None:
                 return None
-            cur.execute("DELETE FROM siwe_challenges WHERE nonce = ?", (nonce,))
-            return row[0], row[1], row[2]
+            # Another process taking the same nonce at once finds it gone.
+            if not cur.execute("DELETE FROM siwe_challenges WHERE nonce = ?", (nonce,)).rowcount:
+                return None
+            return str(row[0]), str(row[1]), int(row[2])
 
     # -- wallet sessions -------------------------------------------------------------------
     def create_session(self, address: str, ttl: int) -> tuple[str, int]:
@@ -291,7 +326,8 @@ class AuthStore:
         with self._db.transaction() as cur:
             cur.execute("DELETE FROM sessions WHERE expires_at < ?", (int(time.time()),))
             cur.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?)", (_digest(token), address, expires_at)
+                "INSERT INTO sessions (token_hash, address, expires_at) VALUES (?, ?, ?)",
+                (_digest(token), address, expires_at),
             )
         return token, expires_at
 
@@ -311,6 +347,14 @@ class AuthStore:
         address, expires_at = cached
         return address if time.time() <= expires_at else None
 
+    def peek_session(self, token: str) -> tuple[bool, str | None]:
+        """``peek_token`` for wallet sessions: (cached, address or None if expired)."""
+        cached = self._sessions.get(_digest(token))
+        if cached is None:
+            return False, None
+        address, expires_at = cached
+        return True, address if time.time() <= expires_at else None
+
     def end_session(self, token: str) -> bool:
         """Log a session out; False if there was no such session."""
         digest = _digest(token)
@@ -327,4 +371,6 @@ class AuthStore:
         return int(ended)
 
     def close(self) -> None:
-        self._db.close()
+        """Close the database if this store opened it (from a path)."""
+        if self._owns_db:
+            self._db.close()

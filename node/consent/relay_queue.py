@@ -1,5 +1,13 @@
 """Durable queue of signed consents waiting for the chain (it was unreachable at request
-time). A worker relays them in order once the chain answers again."""
+time). A worker relays them in order once the chain answers again.
+
+The queue lives in the node's state DB (SQLite or the MySQL index database): any API process
+queues, the worker claims and relays (``ConsentRelayQueue.pending``). A worker dying between
+the relay transaction and ``mark_relayed`` leaves the row queued under its claim; once the
+claim lapses the next worker relays it again, and the chain refuses the repeat (the signed
+nonce is used), so the row ends ``failed`` although its consent was applied: the consent's
+on-chain state, not this row, is the truth.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ from typing import Any
 from node.chain.class_consents import ClassConsentGrant, ClassConsentRevoke
 from node.chain.models import ConsentGrant, ConsentRevoke
 from node.consent.typed_data import ScopeKind
-from node.sqlite_db import SQLiteDatabase
+from storage.sql import SqlDatabaseAPI, open_database
 
 _MIGRATIONS = [
     """
@@ -22,7 +30,24 @@ _MIGRATIONS = [
         done_at INTEGER);
     CREATE INDEX consent_relays_status ON consent_relays (status, id)
     """,
+    # Claims: the lease fence of the worker relaying the row and when it claimed it.
+    """
+    ALTER TABLE consent_relays ADD COLUMN claimed_by INTEGER;
+    ALTER TABLE consent_relays ADD COLUMN claimed_at REAL
+    """,
 ]
+_MYSQL_MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS consent_relays (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        kind VARCHAR(16) NOT NULL, message TEXT NOT NULL, signature BLOB NOT NULL,
+        status VARCHAR(16) NOT NULL, tx_hash VARBINARY(64) NULL, block_number BIGINT NULL,
+        error TEXT NULL, queued_at BIGINT NOT NULL, done_at BIGINT NULL,
+        claimed_by BIGINT NULL, claimed_at DOUBLE NULL,
+        KEY consent_relays_status (status, id))
+        ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
+    """,
+]
+DEFAULT_CLAIM_TTL = 60.0  # seconds a claim keeps rows from another worker
 
 
 SignedConsent = ConsentGrant | ConsentRevoke | ClassConsentGrant | ClassConsentRevoke
@@ -94,8 +119,20 @@ def _decode(kind: str, text: str) -> SignedConsent:
 
 
 class ConsentRelayQueue:
-    def __init__(self, path: Path) -> None:
-        self._db = SQLiteDatabase(path, "consent_relays", _MIGRATIONS)
+    """The relay queue in the node's state DB.
+
+    Args:
+        db: the state database (SQLite or MySQL), or the path of an SQLite file that the
+            queue opens and closes itself.
+        claim_ttl: seconds rows claimed by one worker stay out of another's reach.
+    """
+
+    def __init__(self, db: Path | SqlDatabaseAPI, *, claim_ttl: float = DEFAULT_CLAIM_TTL) -> None:
+        self._db, self._owns_db = open_database(db)
+        self._db.migrate(
+            "consent_relays", _MIGRATIONS if self._db.dialect == "sqlite" else _MYSQL_MIGRATIONS
+        )
+        self.claim_ttl = claim_ttl
 
     def enqueue(self, consent: SignedConsent, signature: bytes) -> int:
         kind = _KINDS[type(consent)]
@@ -121,12 +158,35 @@ class ConsentRelayQueue:
 
     _COLUMNS = "id, kind, message, signature, status, tx_hash, block_number, error"
 
-    def pending(self, limit: int) -> list[QueuedRelay]:
-        rows = self._db.query(
-            f"SELECT {self._COLUMNS} FROM consent_relays WHERE status = 'queued'"
-            " ORDER BY id LIMIT ?",
-            (limit,),
-        )
+    def pending(self, limit: int, fence: int | None = None) -> list[QueuedRelay]:
+        """Claim up to ``limit`` queued consents for the worker holding lease ``fence`` and
+        return them, oldest first.
+
+        A queued row is claimable when nobody claimed it, when ``fence`` itself did, or when
+        its claim is older than ``claim_ttl`` and was made under an older fence. A row
+        claimed under a newer fence is never returned to an older one. MySQL skips rows
+        another claimer has locked (SKIP LOCKED); SQLite serialises claims. ``fence=None``
+        reads without claiming (one process alone with the queue)."""
+        if fence is None:
+            rows = self._db.query(
+                f"SELECT {self._COLUMNS} FROM consent_relays WHERE status = 'queued'"
+                " ORDER BY id LIMIT ?",
+                (limit,),
+            )
+            return [self._row(r) for r in rows]
+        now = time.time()
+        with self._db.transaction() as cur:
+            rows = cur.execute(
+                f"SELECT {self._COLUMNS} FROM consent_relays WHERE status = 'queued'"
+                " AND (claimed_by IS NULL OR claimed_by = ? OR (claimed_by < ? AND claimed_at < ?))"
+                " ORDER BY id LIMIT ?" + self._db.for_update(skip_locked=True),
+                (fence, fence, now - self.claim_ttl, limit),
+            ).fetchall()
+            if rows:
+                cur.executemany(
+                    "UPDATE consent_relays SET claimed_by = ?, claimed_at = ? WHERE id = ?",
+                    [(fence, now, r[0]) for r in rows],
+                )
         return [self._row(r) for r in rows]
 
     def get(self, relay_id: int) -> QueuedRelay | None:
@@ -150,10 +210,14 @@ class ConsentRelayQueue:
 
     def mark_failed(self, relay_id: int, error: str) -> None:
         with self._db.transaction() as cur:
+            # Never over a relayed row (a repeat relay refused by the chain).
             cur.execute(
-                "UPDATE consent_relays SET status = 'failed', error = ?, done_at = ? WHERE id = ?",
+                "UPDATE consent_relays SET status = 'failed', error = ?, done_at = ?"
+                " WHERE id = ? AND status = 'queued'",
                 (error, int(time.time()), relay_id),
             )
 
     def close(self) -> None:
-        self._db.close()
+        """Close the database if this queue opened it (from a path)."""
+        if self._owns_db:
+            self._db.close()

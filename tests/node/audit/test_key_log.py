@@ -1,11 +1,15 @@
 """The key audit log: hash chain, tamper detection, the audited key store's entries, and the
-auditors' endpoint on a running node with its head anchored on-chain."""
+auditors' endpoint on a running node with its head anchored on-chain. The log's own tests
+run on SQLite and MySQL, and with several connections appending at once."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pymysql
 import pytest
 from eth_account import Account
 
@@ -16,6 +20,7 @@ from node.audit.key_log import (
     GENESIS,
     KeyAction,
     SQLiteKeyAuditLog,
+    SqlKeyAuditLog,
     acting_as,
     entry_hash,
     verify_key_audit,
@@ -23,17 +28,30 @@ from node.audit.key_log import (
 from node.audit.keystore import AuditedKeyStore
 from node.client import ApiError
 from tests.node.conftest import RunningNode
+from tests.storage.sql_fixtures import SQL_BACKENDS, SqlDatabases, sql_databases
 
 PASSPHRASE = "key audit passphrase"
 
 
+@pytest.fixture(params=SQL_BACKENDS)
+def dbs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlDatabases]:
+    yield from sql_databases(request.param, tmp_path)
+
+
 @pytest.fixture
-def log(tmp_path: Path) -> SQLiteKeyAuditLog:
+def log(dbs: SqlDatabases) -> Iterator[SqlKeyAuditLog]:
+    log = SqlKeyAuditLog(dbs.connect())
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def sqlite_log(tmp_path: Path) -> SQLiteKeyAuditLog:
     return SQLiteKeyAuditLog(tmp_path / "node.sqlite")
 
 
 @pytest.fixture
-def audited(tmp_path: Path, log: SQLiteKeyAuditLog) -> AuditedKeyStore:
+def audited(tmp_path: Path, log: SqlKeyAuditLog) -> AuditedKeyStore:
     inner = SoftwareKeyStore.create(tmp_path / "keystore.json", PASSPHRASE, scrypt_n=2**4)
     store = AuditedKeyStore(inner, log)
     store.record_created()
@@ -50,7 +68,17 @@ def _tamper(path: Path, sql: str) -> None:
     conn.close()
 
 
-def test_entries_chain_from_genesis(log: SQLiteKeyAuditLog) -> None:
+def _tamper_db(dbs: SqlDatabases, sql: str) -> None:
+    """Edit the table behind the log's back, on either backend."""
+    if dbs.dialect == "sqlite":
+        _tamper(dbs.path, sql)
+        return
+    dbs.raw("DROP TRIGGER key_audit_no_update")
+    dbs.raw("DROP TRIGGER key_audit_no_delete")
+    dbs.raw(sql)
+
+
+def test_entries_chain_from_genesis(log: SqlKeyAuditLog) -> None:
     first = log.append(KeyAction.KEK_ROTATE, "v1 -> v2")
     second = log.append(KeyAction.SIGN, "0xab", actor="0xNode")
     assert (first.seq, first.prev_hash, first.actor) == (1, GENESIS, "system")
@@ -61,44 +89,45 @@ def test_entries_chain_from_genesis(log: SQLiteKeyAuditLog) -> None:
     assert verify_key_audit(log, [(2, second.hash)]).valid
 
 
-def test_actor_comes_from_the_context(log: SQLiteKeyAuditLog) -> None:
+def test_actor_comes_from_the_context(log: SqlKeyAuditLog) -> None:
     with acting_as("token:ops"):
         assert log.append(KeyAction.KEK_ROTATE, "v1 -> v2").actor == "token:ops"
     assert log.append(KeyAction.KEK_ROTATE, "v2 -> v3").actor == "system"
 
 
-def test_the_table_refuses_update_and_delete(tmp_path: Path, log: SQLiteKeyAuditLog) -> None:
+def test_the_table_refuses_update_and_delete(dbs: SqlDatabases, log: SqlKeyAuditLog) -> None:
     log.append(KeyAction.KEK_DESTROY, "v1")
-    conn = sqlite3.connect(tmp_path / "node.sqlite")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("DELETE FROM key_audit")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("UPDATE key_audit SET subject = 'v9'")
-    conn.close()
+    refused = (sqlite3.IntegrityError, pymysql.err.OperationalError)
+    with pytest.raises(refused, match="append-only"):
+        dbs.raw("DELETE FROM key_audit")
+    with pytest.raises(refused, match="append-only"):
+        dbs.raw("UPDATE key_audit SET subject = 'v9'")
+    SqlKeyAuditLog(dbs.connect()).close()  # reopening keeps the triggers (no error)
+    assert [e.subject for e in log.entries()] == ["v1"]
 
 
-def test_an_edited_entry_breaks_the_chain(tmp_path: Path, log: SQLiteKeyAuditLog) -> None:
+def test_an_edited_entry_breaks_the_chain(dbs: SqlDatabases, log: SqlKeyAuditLog) -> None:
     for v in range(1, 5):
         log.append(KeyAction.KEK_ROTATE, f"v{v} -> v{v + 1}")
-    _tamper(tmp_path / "node.sqlite", "UPDATE key_audit SET actor = 'someone' WHERE seq = 2")
+    _tamper_db(dbs, "UPDATE key_audit SET actor = 'someone' WHERE seq = 2")
     result = verify_key_audit(log, [])
     assert not result.valid and not result.chain_intact and result.first_broken == 2
 
 
-def test_a_deleted_entry_breaks_the_chain(tmp_path: Path, log: SQLiteKeyAuditLog) -> None:
+def test_a_deleted_entry_breaks_the_chain(dbs: SqlDatabases, log: SqlKeyAuditLog) -> None:
     for v in range(1, 5):
         log.append(KeyAction.KEK_ROTATE, f"v{v} -> v{v + 1}")
-    _tamper(tmp_path / "node.sqlite", "DELETE FROM key_audit WHERE seq = 3")
+    _tamper_db(dbs, "DELETE FROM key_audit WHERE seq = 3")
     assert verify_key_audit(log, []).first_broken == 4
 
 
-def test_a_rewritten_tail_is_caught_by_the_anchor(tmp_path: Path, log: SQLiteKeyAuditLog) -> None:
+def test_a_rewritten_tail_is_caught_by_the_anchor(dbs: SqlDatabases, log: SqlKeyAuditLog) -> None:
     for v in range(1, 4):
         log.append(KeyAction.KEK_ROTATE, f"v{v} -> v{v + 1}")
     head = log.head()
     assert head is not None
     # Drop the last entry and append another: the chain is consistent, the anchor is not.
-    _tamper(tmp_path / "node.sqlite", "DELETE FROM key_audit WHERE seq = 3")
+    _tamper_db(dbs, "DELETE FROM key_audit WHERE seq = 3")
     log.append(KeyAction.KEK_ROTATE, "v3 -> v4 (rewritten)")
     result = verify_key_audit(log, [(3, head.hash)])
     assert result.chain_intact and not result.valid and result.anchors_mismatched == [3]
@@ -106,9 +135,37 @@ def test_a_rewritten_tail_is_caught_by_the_anchor(tmp_path: Path, log: SQLiteKey
     assert verify_key_audit(log, [(7, head.hash)]).anchors_mismatched == [7]
 
 
-def test_audited_store_logs_each_operation(
-    audited: AuditedKeyStore, log: SQLiteKeyAuditLog
-) -> None:
+def test_concurrent_appends_keep_one_chain(dbs: SqlDatabases) -> None:
+    """Two connections (two processes' logs) append 200 entries each at once: every entry
+    lands once, in one unbroken chain."""
+    logs = [SqlKeyAuditLog(dbs.connect()), SqlKeyAuditLog(dbs.connect())]
+    errors: list[BaseException] = []
+
+    def append(n: int, log: SqlKeyAuditLog) -> None:
+        try:
+            for i in range(200):
+                log.append(KeyAction.SIGN, f"p{n}-{i}", actor=f"process-{n}")
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=append, args=(n, log)) for n, log in enumerate(logs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    result = verify_key_audit(logs[0], [])
+    assert result.valid and result.chain_intact and result.entries == 400
+    entries = logs[1].entries(limit=1000)
+    assert [e.seq for e in entries] == list(range(1, 401))
+    for n in range(2):  # each process's entries in its own order
+        mine = [e.subject for e in entries if e.actor == f"process-{n}"]
+        assert mine == [f"p{n}-{i}" for i in range(200)]
+    for log in logs:
+        log.close()
+
+
+def test_audited_store_logs_each_operation(audited: AuditedKeyStore, log: SqlKeyAuditLog) -> None:
     wrapped = audited.wrap_many([b"\x01" * 32, b"\x02" * 32, b"\x03" * 32])
     audited.unwrap(wrapped[0])
     with acting_as("token:admin"):
@@ -138,7 +195,12 @@ def test_audited_store_logs_each_operation(
     assert verify_key_audit(log, []).valid
 
 
-def test_no_key_material_or_passphrase_in_the_log(tmp_path: Path, audited: AuditedKeyStore) -> None:
+def test_no_key_material_or_passphrase_in_the_log(
+    tmp_path: Path, sqlite_log: SQLiteKeyAuditLog
+) -> None:
+    inner = SoftwareKeyStore.create(tmp_path / "keystore.json", PASSPHRASE, scrypt_n=2**4)
+    audited = AuditedKeyStore(inner, sqlite_log)
+    audited.record_created()
     data_key = b"\x5a" * 32
     audited.unwrap(audited.wrap(data_key))
     audited.rotate_kek()

@@ -1,13 +1,17 @@
 """API tokens and wallet sessions end (issue 10, item 7): expiry, revocation (store, admin
-API, CLI), logout; and a revocation reaches every API process within ``auth_cache_ttl``."""
+API, CLI), logout; and a revocation reaches every API process within ``auth_cache_ttl``.
+
+The store's tests run on SQLite and on MySQL (issue 11: API processes on several hosts
+share the credentials through the index database)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +25,7 @@ from node.client import ApiError, EmrClient
 from node.exceptions import Conflict, NotFound
 from node.wiring import _bootstrap_admin_token
 from tests.node.conftest import RunningNode
+from tests.storage.sql_fixtures import SQL_BACKENDS, SqlDatabases, sql_databases
 
 
 class FakeClock:
@@ -45,8 +50,13 @@ def _eventually(check: Callable[[], bool], within: float) -> bool:
 # -- the store ----------------------------------------------------------------------------
 
 
-def test_tokens_get_ids_expire_and_are_revoked(tmp_path: Path) -> None:
-    store = AuthStore(tmp_path / "node.sqlite")
+@pytest.fixture(params=SQL_BACKENDS)
+def dbs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlDatabases]:
+    yield from sql_databases(request.param, tmp_path)
+
+
+def test_tokens_get_ids_expire_and_are_revoked(dbs: SqlDatabases) -> None:
+    store = AuthStore(dbs.connect())
     forever = store.issue_token("ehr", Role.HOSPITAL)
     brief = store.issue_token("lab", Role.HOSPITAL, ttl=2)
     assert forever.expires_at is None and brief.expires_at is not None
@@ -69,8 +79,10 @@ def test_tokens_get_ids_expire_and_are_revoked(tmp_path: Path) -> None:
         store.issue_token("x", Role.HOSPITAL, ttl=0)
 
 
-def test_the_last_live_admin_token_is_revoked_only_with_force(tmp_path: Path) -> None:
-    store = AuthStore(tmp_path / "node.sqlite")
+def test_the_last_live_admin_token_is_revoked_only_with_force(
+    tmp_path: Path, dbs: SqlDatabases
+) -> None:
+    store = AuthStore(dbs.connect())
     notes: list[str] = []
     _bootstrap_admin_token(store, tmp_path, notes)
     bootstrap = store.list_tokens()[0]
@@ -116,8 +128,8 @@ def test_tokens_of_an_old_store_keep_working_without_expiry(tmp_path: Path) -> N
     assert store.resolve_token("emr_old-b") is not None
 
 
-def test_sessions_end_at_logout(tmp_path: Path) -> None:
-    store = AuthStore(tmp_path / "node.sqlite")
+def test_sessions_end_at_logout(dbs: SqlDatabases) -> None:
+    store = AuthStore(dbs.connect())
     one, _ = store.create_session("0xAlice", 3600)
     two, _ = store.create_session("0xAlice", 3600)
     other, _ = store.create_session("0xBob", 3600)
@@ -130,12 +142,12 @@ def test_sessions_end_at_logout(tmp_path: Path) -> None:
     assert store.resolve_session(other) == "0xBob"
 
 
-def test_a_revocation_reaches_another_process_after_the_cache_ttl(tmp_path: Path) -> None:
+def test_a_revocation_reaches_another_process_after_the_cache_ttl(dbs: SqlDatabases) -> None:
     """Two stores on one database stand for two API processes; the fake clock shows the
     bound is exactly the cache TTL (no sooner needed, no later allowed)."""
     clock = FakeClock()
-    admin_side = AuthStore(tmp_path / "node.sqlite")
-    serving = AuthStore(tmp_path / "node.sqlite", cache_ttl=2.0, clock=clock)
+    admin_side = AuthStore(dbs.connect())
+    serving = AuthStore(dbs.connect(), cache_ttl=2.0, clock=clock)
     issued = admin_side.issue_token("ehr", Role.HOSPITAL)
     session, _ = admin_side.create_session("0xAlice", 3600)
     assert serving.resolve_token(issued.token) is not None  # looked up: cached for 2 s
@@ -150,12 +162,12 @@ def test_a_revocation_reaches_another_process_after_the_cache_ttl(tmp_path: Path
     assert serving.resolve_session(session) is None
 
 
-def test_a_revocation_reaches_another_process_within_the_bound(tmp_path: Path) -> None:
+def test_a_revocation_reaches_another_process_within_the_bound(dbs: SqlDatabases) -> None:
     """The same with real time: revoke through one store, the other refuses within
     cache_ttl (polled with a deadline)."""
     ttl = 0.5
-    a = AuthStore(tmp_path / "node.sqlite", cache_ttl=ttl)
-    b = AuthStore(tmp_path / "node.sqlite", cache_ttl=ttl)
+    a = AuthStore(dbs.connect(), cache_ttl=ttl)
+    b = AuthStore(dbs.connect(), cache_ttl=ttl)
     issued = a.issue_token("ehr", Role.HOSPITAL)
     session, _ = a.create_session("0xAlice", 3600)
     assert b.resolve_token(issued.token) is not None and b.resolve_session(session)
@@ -165,12 +177,49 @@ def test_a_revocation_reaches_another_process_within_the_bound(tmp_path: Path) -
     assert _eventually(lambda: b.resolve_session(session) is None, within=ttl + 5)
 
 
-def test_the_cache_is_bounded(tmp_path: Path) -> None:
-    store = AuthStore(tmp_path / "node.sqlite", cache_size=10)
+def test_the_cache_is_bounded(dbs: SqlDatabases) -> None:
+    store = AuthStore(dbs.connect(), cache_size=10)
     tokens = [store.create_token(f"t{n}", Role.HOSPITAL) for n in range(50)]
     for token in tokens:
         assert store.resolve_token(token) is not None
     assert len(store._tokens) == 10
+
+
+def test_writes_through_one_connection_are_seen_through_another(dbs: SqlDatabases) -> None:
+    """Tokens, SIWE challenges and sessions written by one process are there for another
+    at once (only found credentials are cached); a nonce signs in once across both."""
+    a, b = AuthStore(dbs.connect()), AuthStore(dbs.connect())
+    issued = a.issue_token("ehr", Role.HOSPITAL, ttl=3600)
+    assert b.resolve_token(issued.token) == TokenPrincipal("ehr", Role.HOSPITAL, issued.id)
+    assert [t.id for t in b.list_tokens()] == [issued.id]
+    session, _ = a.create_session("0xAlice", 3600)
+    assert b.resolve_session(session) == "0xAlice"
+    expires = int(time.time()) + 60
+    a.add_challenge("nonce-1", "0xAlice", "message", expires)
+    assert b.take_challenge("nonce-1") == ("0xAlice", "message", expires)
+    assert a.take_challenge("nonce-1") is None  # taken through the other connection
+    assert b.revoke_sessions("0xAlice") == 1
+    assert _eventually(lambda: a.resolve_session(session) is None, within=a.cache_ttl + 5)
+
+
+def test_a_nonce_is_taken_once_under_contention(dbs: SqlDatabases) -> None:
+    stores = [AuthStore(dbs.connect()) for _ in range(2)]
+    nonces = [f"nonce-{n}" for n in range(20)]
+    for nonce in nonces:
+        stores[0].add_challenge(nonce, "0xAlice", "m", int(time.time()) + 60)
+    taken: list[str] = []
+
+    def take(store: AuthStore) -> None:
+        for nonce in nonces:
+            if store.take_challenge(nonce) is not None:
+                taken.append(nonce)
+
+    threads = [threading.Thread(target=take, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == sorted(nonces)  # each exactly once
 
 
 # -- over HTTP ----------------------------------------------------------------------------
