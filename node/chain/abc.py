@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from hsm.abc import SignerAPI
@@ -25,6 +26,43 @@ from node.chain.models import (
 from node.chain.proposals import Proposal
 from node.chain.zk_deploy import ZkDeployment
 from node.consent.typed_data import AccessBasis
+
+
+class TransactionSenderAPI(ABC):
+    """Signs and sends this hospital's transactions, one at a time (the account's nonces
+    have one owner: the worker process).
+
+    ``LocalTransactionSender`` signs in process; ``RemoteTransactionSender`` asks the
+    worker's internal endpoint to. Simulation (``eth_call`` / ``eth_estimateGas``) is the
+    caller's job: a sender only signs, sends and waits.
+    """
+
+    @property
+    @abstractmethod
+    def address(self) -> str:
+        """The checksummed address transactions are sent from. Raises ChainUnavailable
+        when it has to be asked for and cannot be."""
+
+    @abstractmethod
+    def send(self, to: str, data: bytes, gas: int) -> bytes:
+        """Send a call of ``to`` with calldata ``data`` and gas limit ``gas``; return the
+        transaction hash once it is mined with status 1 (and its receipt readable).
+
+        Raises ``ContractReverted`` ("Reverted" when mined with status 0, or the decoded
+        error), ``ChainUnavailable`` when the chain (or the worker) cannot be reached or the
+        transaction was not mined in time, ``ChainError`` for anything else the chain
+        refused. After any failure the nonce is re-read before the next send.
+        """
+
+    def exclusive(self) -> AbstractContextManager[object]:
+        """Held while simulating then sending, so that no other send of this sender lands
+        in between. A remote sender cannot hold the worker's lock: a no-op (a concurrent
+        send from another process may then turn a passing simulation into a mined revert,
+        "Reverted")."""
+        return nullcontext()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
 
 
 class ChainClientAPI(ABC):
@@ -64,6 +102,19 @@ class ChainClientAPI(ABC):
     @abstractmethod
     def batch(self, batch_id: int) -> BatchInfo | None:
         """The anchored batch, or None if no such batch exists."""
+
+    @abstractmethod
+    def sends_in_flight(self) -> int:
+        """Transactions from the hospital's account broadcast but not mined yet (the
+        account's pending nonce minus its mined one): while any is, a batch not found on-chain
+        may still land, so an anchor intent must not be given up."""
+
+    @abstractmethod
+    def find_batch(self, root: bytes, hospital: str) -> AnchorResult | None:
+        """The first batch ``hospital`` anchored with Merkle root ``root`` (from the
+        ``BatchAnchored`` logs, both indexed topics), or None if the chain has none: how a
+        worker learns whether a batch it may have sent before a crash landed. Raises
+        ChainUnavailable."""
 
     @abstractmethod
     def verify_record(

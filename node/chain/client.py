@@ -1,8 +1,9 @@
 """``ChainClientAPI`` over web3: works with the embedded py-evm chain and any JSON-RPC node.
 
-All sends go through one lock with a locally tracked nonce: the node is the only sender
-of its account, and serialising avoids nonce races between the anchorer, the access-log
-flusher and API requests.
+Reads and simulations go through ``w3``; signing and sending is a ``TransactionSenderAPI``'s
+job: a ``LocalTransactionSender`` (one lock with a locally tracked nonce: the node is the
+only sender of its account) in the worker or a single-process node, a
+``RemoteTransactionSender`` (the worker sends) in API processes.
 """
 
 from __future__ import annotations
@@ -10,19 +11,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any, NamedTuple, TypeVar
 
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_account.signers.base import BaseAccount
 from eth_utils import keccak, to_checksum_address
-from web3 import Web3
+from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types
+from hexbytes import HexBytes
+from web3 import EthereumTesterProvider, Web3
 from web3._utils.events import get_event_data
 from web3.contract.contract import ContractFunction
-from web3.exceptions import TimeExhausted, Web3Exception
+from web3.exceptions import Web3Exception, Web3ValidationError
 from web3.logs import DISCARD
+from web3.types import RPCEndpoint
 
 from hsm.abc import SignerAPI
-from hsm.account import SignerAccount
-from node.chain.abc import ChainClientAPI
+from node.chain.abc import ChainClientAPI, TransactionSenderAPI
 from node.chain.artifacts import load_artifact
 from node.chain.class_consents import ClassConsent, ClassConsentGrant, ClassConsentRevoke
 from node.chain.deploy import Deployment
@@ -38,6 +44,7 @@ from node.chain.models import (
 )
 from node.chain.proposals import CALL, Proposal
 from node.chain.reverts import as_reverted
+from node.chain.sender import LocalTransactionSender
 from node.consent.typed_data import AccessBasis, ScopeKind
 
 log = logging.getLogger(__name__)
@@ -79,13 +86,90 @@ def erase_gas_limit(records: int) -> int:
     return 80_000 + 30_000 * records
 
 
+@lru_cache(maxsize=65_536)
+def _checksummed(address: str) -> str:
+    """``to_checksum_address`` (a keccak each) of a 0x-hex address, cached: an audit log
+    names the same patients, actors and hospitals over and over."""
+    return to_checksum_address(address)
+
+
+def _address_bytes(address: str) -> bytes:
+    """An address for eth_abi as its 20 bytes (a hex string would be checksum-validated,
+    a keccak each). Raises ValueError for anything but 40 hex digits, as
+    ``to_checksum_address`` does."""
+    raw = bytes.fromhex(address.removeprefix("0x").removeprefix("0X"))
+    if len(raw) != 20:
+        raise ValueError(f"not an address: {address!r}")
+    return raw
+
+
+def _bytes32(value: bytes) -> bytes:
+    if not isinstance(value, bytes | bytearray) or len(value) != 32:
+        raise Web3ValidationError("expected 32 bytes for a bytes32 argument")
+    return bytes(value)
+
+
+def _quantity(value: Any) -> int:
+    """A JSON-RPC quantity as the provider answered it: an int, or hex over HTTP."""
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+def _topic_bytes(value: Any) -> bytes:
+    return bytes(HexBytes(value))
+
+
+class _EventLayout(NamedTuple):
+    """How to decode one event's log without web3's generic (and per-value) machinery."""
+
+    indexed: tuple[tuple[str, str], ...]  # (name, type) in topic order
+    data_names: tuple[str, ...]
+    data_types: tuple[str, ...]
+
+
+def _decode_topic(kind: str, topic: bytes) -> Any:
+    if kind == "address":
+        return _checksummed("0x" + topic[-20:].hex())
+    if kind == "bytes32":
+        return topic
+    if kind.startswith("uint"):
+        return int.from_bytes(topic, "big")
+    if kind == "bool":
+        return topic != ZERO32
+    # Indexed dynamic values (string/bytes) are topic hashes; web3 keeps them as bytes.
+    return topic if kind in ("string", "bytes") else abi_decode([kind], topic)[0]
+
+
 class Web3ChainClient(ChainClientAPI):
-    def __init__(self, w3: Web3, deployment: Deployment, account: BaseAccount) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        account: BaseAccount | None,
+        sender: TransactionSenderAPI | None = None,
+        *,
+        simulate_batches: bool | None = None,
+    ) -> None:
+        """Read through ``w3``; send through ``sender`` (default: a
+        ``LocalTransactionSender`` signing with ``account`` through ``w3``).
+
+        ``simulate_batches``: simulate the worker's batches (anchorBatch, recordAccesses)
+        before sending them. Default: only when the EVM runs elsewhere (a JSON-RPC node,
+        where a simulation costs this process a round trip, not an EVM run); on the
+        embedded in-process chain a refused batch is mined as a revert instead (see
+        ``_send_batch``).
+        """
+        if sender is None:
+            if account is None:
+                raise ValueError("Web3ChainClient needs an account or a sender")
+            sender = LocalTransactionSender(w3, account)
         self._w3 = w3
         self._deployment = deployment
-        self._account = account
-        self._lock = threading.RLock()
-        self._nonce: int | None = None
+        self._sender = sender
+        self._simulate_batches = (
+            not isinstance(w3.provider, EthereumTesterProvider)
+            if simulate_batches is None
+            else simulate_batches
+        )
         self._timestamps: dict[int, int] = {}
         self._c = {
             name: w3.eth.contract(address=getattr(deployment, attr), abi=load_artifact(name).abi)
@@ -97,11 +181,33 @@ class Web3ChainClient(ChainClientAPI):
             )
         }
         self._events: dict[bytes, tuple[str, dict[str, Any]]] = {}
+        # topic0 -> layout, for events of plain value types (every one of ours today);
+        # anything else is decoded by web3.
+        self._layouts: dict[bytes, _EventLayout] = {}
+        # (contract, function) -> (selector, input types), for the worker's batches.
+        self._functions: dict[tuple[str, str], tuple[bytes, list[str]]] = {}
         for name, contract in self._c.items():
             for item in contract.abi:
-                if item.get("type") == "event":
-                    types = ",".join(i["type"] for i in item["inputs"])
-                    self._events[keccak(text=f"{item['name']}({types})")] = (name, item)
+                if item.get("type") == "function":
+                    self._functions[(name, item["name"])] = (
+                        function_abi_to_4byte_selector(item),
+                        list(get_abi_input_types(item)),
+                    )
+                if item.get("type") != "event":
+                    continue
+                types = ",".join(i["type"] for i in item["inputs"])
+                topic0 = keccak(text=f"{item['name']}({types})")
+                self._events[topic0] = (name, item)
+                if not item.get("anonymous") and all(
+                    "[" not in i["type"] and not i["type"].startswith("tuple")
+                    for i in item["inputs"]
+                ):
+                    data = [i for i in item["inputs"] if not i["indexed"]]
+                    self._layouts[topic0] = _EventLayout(
+                        tuple((i["name"], i["type"]) for i in item["inputs"] if i["indexed"]),
+                        tuple(i["name"] for i in data),
+                        tuple(i["type"] for i in data),
+                    )
 
     # -- plumbing ----------------------------------------------------------------
     @property
@@ -110,7 +216,35 @@ class Web3ChainClient(ChainClientAPI):
 
     @property
     def hospital(self) -> str:
-        return self._account.address
+        return self._sender.address
+
+    @property
+    def sender(self) -> TransactionSenderAPI:
+        """Who signs and sends this client's transactions."""
+        return self._sender
+
+    # The local sender's lock, account and nonce under their historical names (tests that
+    # send with the node's account outside the client use them).
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._local_sender().lock
+
+    @property
+    def _account(self) -> BaseAccount:
+        return self._local_sender().account
+
+    @property
+    def _nonce(self) -> None:
+        return None
+
+    @_nonce.setter
+    def _nonce(self, value: None) -> None:
+        self._local_sender().reset_nonce()
+
+    def _local_sender(self) -> LocalTransactionSender:
+        if not isinstance(self._sender, LocalTransactionSender):
+            raise ChainError("this process does not sign: the worker sends its transactions")
+        return self._sender
 
     @property
     def deployment(self) -> Deployment:
@@ -132,46 +266,131 @@ class Web3ChainClient(ChainClientAPI):
     def _send(
         self, fn: ContractFunction, gas_limit: int | None = None
     ) -> tuple[bytes, dict[str, Any]]:
-        """Simulate (reverts surface here, before anything is sent), sign with the node's key
-        and send; return (tx hash, receipt).
+        """Simulate (reverts surface here, before anything is sent), have the sender sign,
+        send and wait for it; return (tx hash, receipt).
 
         Without ``gas_limit`` the simulation is a gas estimate. Batched calls pass a limit
         from their measured gas (docs/gas.md) and are simulated with one ``eth_call``:
         py-evm estimates by binary search, running a 1,000-record anchor ~20 times.
+
+        The simulation runs under ``sender.exclusive()``: with a local sender no other send
+        of this account lands between simulation and send.
         """
-        with self._lock:
-            sender = self._account.address
+        with self._sender.exclusive():
+            sender = self._sender.address
             try:
                 if gas_limit is None:
                     estimate = fn.estimate_gas({"from": sender})
                     gas_limit = estimate + estimate // 5 + 10_000
                 else:
                     fn.call({"from": sender, "gas": gas_limit})
-                if self._nonce is None:
-                    self._nonce = self._w3.eth.get_transaction_count(sender, "pending")
-                tx = fn.build_transaction({"from": sender, "nonce": self._nonce, "gas": gas_limit})
-                signed = self._account.sign_transaction(tx)
-                tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
-                self._nonce += 1
-                receipt = self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
             except (ConnectionError, OSError) as err:
-                self._nonce = None
                 raise ChainUnavailable("the chain node cannot be reached") from err
-            except TimeExhausted as err:
-                # Sent but not mined in time (e.g. QBFT lost quorum): re-read the nonce next.
-                self._nonce = None
-                raise ChainUnavailable("the transaction was not mined in time") from err
             except Exception as err:
                 reverted = as_reverted(err)
                 if reverted is not None:  # refused in simulation: nothing was sent
                     raise reverted from err
-                self._nonce = None
                 if isinstance(err, Web3Exception):
                     raise ChainError(f"transaction failed: {type(err).__name__}") from err
                 raise
-            if receipt["status"] != 1:
-                raise ContractReverted("Reverted", ())
-            return bytes(tx_hash), dict(receipt)
+            data = bytes(HexBytes(fn._encode_transaction_data()))
+            tx_hash = self._sender.send(fn.address, data, gas_limit)
+        receipt = self._read(lambda: self._w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+        return tx_hash, dict(receipt)
+
+    def _send_batch(
+        self, contract: str, function: str, args: Sequence[Any], gas_limit: int
+    ) -> tuple[bytes, dict[str, Any]]:
+        """Send one of the worker's own batches (anchorBatch, recordAccesses), its calldata
+        encoded once with eth_abi (web3 encodes per call and checksums every address).
+
+        Without ``simulate_batches`` (the embedded chain) it is sent without a simulation:
+        the in-process EVM runs once instead of twice. A batch the contract refuses is then
+        mined as a revert (gas spent, nothing stored): the sender raises ContractReverted
+        and this method names it by simulating the same call afterwards (``"Reverted"`` if
+        it no longer reverts). Callers leave the batch pending on ContractReverted, as for
+        a refused simulation.
+
+        Returns (tx hash, receipt as the provider answered it: ``blockNumber`` and ``logs``
+        unformatted; see ``_raw_receipt``).
+        """
+        to = self._c[contract].address
+        selector, types = self._functions[(contract, function)]
+        data = selector + abi_encode(types, list(args))
+        with self._sender.exclusive():
+            if self._simulate_batches:
+                self._simulate(to, data, gas_limit)
+            try:
+                tx_hash = self._sender.send(to, data, gas_limit)
+            except ContractReverted as err:
+                if err.name != "Reverted":
+                    raise
+                named = self._name_revert(to, data, gas_limit)
+                if named is None:
+                    raise
+                raise named from err
+        return tx_hash, self._read(lambda: self._raw_receipt(tx_hash))
+
+    def _simulate(self, to: str, data: bytes, gas_limit: int) -> None:
+        """``eth_call`` the transaction; raise as ``_send``'s simulation does."""
+        call: dict[str, Any] = {
+            "from": self._sender.address,
+            "to": to,
+            "data": HexBytes(data),
+            "gas": gas_limit,
+        }
+        try:
+            self._w3.eth.call(call)  # type: ignore[arg-type]
+        except (ConnectionError, OSError) as err:
+            raise ChainUnavailable("the chain node cannot be reached") from err
+        except Exception as err:
+            reverted = as_reverted(err)
+            if reverted is not None:  # refused in simulation: nothing was sent
+                raise reverted from err
+            if isinstance(err, Web3Exception):
+                raise ChainError(f"transaction failed: {type(err).__name__}") from err
+            raise
+
+    def _name_revert(self, to: str, data: bytes, gas_limit: int) -> ContractReverted | None:
+        """The decoded error of a mined revert, from a simulation of the same call now."""
+        try:
+            self._simulate(to, data, gas_limit)
+        except ContractReverted as reverted:
+            return reverted
+        except ChainError:
+            return None
+        return None
+
+    def _raw_receipt(self, tx_hash: bytes) -> dict[str, Any]:
+        """The receipt without web3's result formatting (per-log dicts, checksums and
+        AttributeDicts: most of a 1,000-log receipt's cost). Values are as the provider
+        sends them (hex strings over HTTP): read them with ``_quantity``/``_topic_bytes``."""
+        receipt = self._w3.manager.request_blocking(
+            RPCEndpoint("eth_getTransactionReceipt"), ["0x" + bytes(tx_hash).hex()]
+        )
+        if receipt is None:
+            raise ChainError("the transaction was mined but its receipt is missing")
+        return dict(receipt)
+
+    def _decode_log(self, entry: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(contract name, event ABI, args) of one of our logs; args as web3's
+        ``get_event_data`` gives them (checksummed addresses, indexed first)."""
+        topics = entry["topics"]
+        topic0 = bytes(topics[0])
+        contract, abi = self._events[topic0]
+        layout = self._layouts.get(topic0)
+        if layout is None or len(topics) != len(layout.indexed) + 1:
+            data = get_event_data(self._w3.codec, abi, entry)
+            return contract, abi, dict(data["args"])
+        args = {
+            name: _decode_topic(kind, bytes(topic))
+            for (name, kind), topic in zip(layout.indexed, topics[1:], strict=True)
+        }
+        if layout.data_types:
+            values = abi_decode(layout.data_types, bytes(entry["data"]))
+            for name, kind, value in zip(layout.data_names, layout.data_types, values, strict=True):
+                args[name] = _checksummed(value) if kind == "address" else value
+        return contract, abi, args
 
     def call(self, fn: Callable[[], T]) -> T:
         """A read through the client's error mapping (for companion clients: the ZK gate)."""
@@ -203,17 +422,23 @@ class Web3ChainClient(ChainClientAPI):
     def anchor_batch(
         self, root: bytes, record_ids: Sequence[bytes], patients: Sequence[str]
     ) -> AnchorResult:
-        fn = self._c["RecordRegistry"].functions.anchorBatch(
-            root, list(record_ids), [to_checksum_address(p) for p in patients]
+        args = (
+            _bytes32(root),
+            [_bytes32(r) for r in record_ids],
+            [_address_bytes(p) for p in patients],
         )
-        tx_hash, receipt = self._send(fn, anchor_gas_limit(len(record_ids)))
-        events = (
-            self._c["RecordRegistry"]
-            .events.BatchAnchored()
-            .process_receipt(receipt, errors=DISCARD)
+        tx_hash, receipt = self._send_batch(
+            "RecordRegistry", "anchorBatch", args, anchor_gas_limit(len(record_ids))
         )
-        batch_id = int(events[0]["args"]["batchId"])
-        block = int(receipt["blockNumber"])
+        registry = self._deployment.record_registry.lower()
+        topic0 = self._topic0(["BatchAnchored"])[0]
+        batch_id = next(
+            int.from_bytes(_topic_bytes(entry["topics"][1]), "big")
+            for entry in receipt["logs"]
+            if str(entry["address"]).lower() == registry
+            and "0x" + _topic_bytes(entry["topics"][0]).hex() == topic0
+        )
+        block = _quantity(receipt["blockNumber"])
         return AnchorResult(
             batch_id, tx_hash, block, self._read(lambda: self._block_timestamp(block))
         )
@@ -225,6 +450,36 @@ class Web3ChainClient(ChainClientAPI):
         if root == ZERO32:
             return None
         return BatchInfo(bytes(root), hospital, int(timestamp), int(count), int(member_id))
+
+    def sends_in_flight(self) -> int:
+        sender = self.hospital
+        pending = self._read(lambda: self._w3.eth.get_transaction_count(sender, "pending"))
+        mined = self._read(lambda: self._w3.eth.get_transaction_count(sender, "latest"))
+        return max(0, int(pending) - int(mined))
+
+    def find_batch(self, root: bytes, hospital: str) -> AnchorResult | None:
+        params: dict[str, Any] = {
+            "fromBlock": self._deployment.block_number,
+            "toBlock": "latest",
+            "address": self._deployment.record_registry,
+            "topics": [
+                self._topic0(["BatchAnchored"]),
+                None,
+                "0x" + bytes(root).hex(),
+                "0x" + "00" * 12 + to_checksum_address(hospital)[2:].lower(),
+            ],
+        }
+        logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
+        if not logs:
+            return None
+        first = min(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
+        block = int(first["blockNumber"])
+        return AnchorResult(
+            int.from_bytes(bytes(first["topics"][1]), "big"),
+            bytes(first["transactionHash"]),
+            block,
+            self._read(lambda: self._block_timestamp(block)),
+        )
 
     def verify_record(
         self,
@@ -383,11 +638,22 @@ class Web3ChainClient(ChainClientAPI):
 
     # -- audit -------------------------------------------------------------------
     def record_accesses(self, entries: Sequence[AccessEntry]) -> TxResult:
-        fn = self._c["AccessLog"].functions.recordAccesses(
-            [(e.patient, e.record_id, e.actor, e.granted, int(e.basis)) for e in entries]
+        args = [
+            [
+                (
+                    _address_bytes(e.patient),
+                    _bytes32(e.record_id),
+                    _address_bytes(e.actor),
+                    bool(e.granted),
+                    int(e.basis),
+                )
+                for e in entries
+            ]
+        ]
+        tx_hash, receipt = self._send_batch(
+            "AccessLog", "recordAccesses", args, access_log_gas_limit(len(entries))
         )
-        tx_hash, receipt = self._send(fn, access_log_gas_limit(len(entries)))
-        return TxResult(tx_hash, int(receipt["blockNumber"]))
+        return TxResult(tx_hash, _quantity(receipt["blockNumber"]))
 
     def audit_events(
         self,
@@ -426,8 +692,7 @@ class Web3ChainClient(ChainClientAPI):
         logs = self._read(lambda: self._w3.eth.get_logs(params))  # type: ignore[arg-type]
         events: list[AuditEvent] = []
         for entry in logs:
-            contract, abi = self._events[bytes(entry["topics"][0])]
-            data = get_event_data(self._w3.codec, abi, entry)  # type: ignore[arg-type]
+            contract, abi, args = self._decode_log(entry)
             block = int(entry["blockNumber"])
             events.append(
                 AuditEvent(
@@ -437,7 +702,7 @@ class Web3ChainClient(ChainClientAPI):
                     timestamp=self._read(lambda b=block: self._block_timestamp(b)),
                     tx_hash=bytes(entry["transactionHash"]),
                     log_index=int(entry["logIndex"]),
-                    args=dict(data["args"]),
+                    args=args,
                 )
             )
         events.sort(key=lambda e: (e.block_number, e.log_index))
@@ -553,41 +818,10 @@ class Web3ChainClient(ChainClientAPI):
         return [p for i in ids if (p := self.proposal(i)) is not None]
 
     def switch_signer(self, signer: SignerAPI, *, move_funds: bool = True) -> None:
-        account = SignerAccount(signer)
-        with self._lock:  # no send of the old account is in flight past this point
-            old = self._account.address
-            if account.address == old:
-                return
-            if move_funds:
-                self._move_funds(account.address)
-            self._account = account
-            self._nonce = None
-        log.info("chain client now sends as %s (was %s)", account.address, old)
+        self._local_sender().switch_signer(signer, move_funds=move_funds)
 
-    def _move_funds(self, to: str) -> None:
-        sender = self._account.address
-        gas_price = int(self._read(lambda: self._w3.eth.gas_price))
-        balance = int(self._read(lambda: self._w3.eth.get_balance(sender)))
-        value = balance - 21_000 * gas_price
-        if value <= 0:
-            return
-        nonce = self._read(lambda: self._w3.eth.get_transaction_count(sender, "pending"))
-        tx = {
-            "to": to,
-            "value": value,
-            "gas": 21_000,
-            "gasPrice": gas_price,
-            "nonce": nonce,
-            "chainId": self._deployment.chain_id,
-        }
-        try:
-            signed = self._account.sign_transaction(tx)  # type: ignore[arg-type]
-            tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
-            self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-        except (ConnectionError, OSError) as err:
-            raise ChainUnavailable("the chain node cannot be reached") from err
-        except TimeExhausted as err:
-            raise ChainUnavailable("the transfer was not mined in time") from err
+    def close(self) -> None:
+        self._sender.close()
 
     def is_member(self, address: str) -> bool:
         return bool(self._read(self._c["Consortium"].functions.isMember(address).call))

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +62,8 @@ EMBEDDED_CHAIN_ID = 131277322940537
 
 # Block tags that eth_call / eth_estimateGas run on top of the head, at ~now.
 _HEAD_TAGS = ("latest", "pending")
+# Mined receipts kept by the tester (see ``_EmbeddedEthereumTester.get_transaction_receipt``).
+_RECEIPT_CACHE_SIZE = 16
 
 
 class _EmbeddedMiningChain(MiningChain):
@@ -233,11 +236,32 @@ class _EmbeddedEthereumTester(EthereumTester):
     accounts here, so eth-tester would reject the call; use the zero address instead.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._receipts: OrderedDict[str, Any] = OrderedDict()
+
     def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> Any:
         return super().call(_with_sender(transaction), block_number)
 
     def estimate_gas(self, transaction: dict[str, Any], block_number: Any = "latest") -> Any:
         return super().estimate_gas(_with_sender(transaction), block_number)
+
+    def get_transaction_receipt(self, transaction_hash: Any) -> Any:
+        """eth-tester's receipt, kept for the last few mined transactions: a sender waits
+        for the receipt and its caller reads it again, and serialising, validating and
+        normalising a 1,000-log receipt is ~80 ms each time. Mined blocks never change
+        here (no reorgs), so a kept receipt stays right."""
+        cache = self._receipts
+        key = str(transaction_hash).lower()
+        receipt = cache.get(key)
+        if receipt is None:
+            receipt = super().get_transaction_receipt(transaction_hash)
+            if receipt.get("block_number") is None:
+                return receipt  # pending: not final yet
+            cache[key] = receipt
+            while len(cache) > _RECEIPT_CACHE_SIZE:
+                cache.popitem(last=False)
+        return receipt
 
 
 def _free_of_charge(transaction: dict[str, Any]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # eth_sendRawTransaction whose first attempt did reach the node fails with "already known"
 # / "nonce too low" although the transaction is in, so sends are never retried here; the
 # client resets its nonce and the caller's worker retries later.
-_RETRIED_METHODS = (
+READ_RETRIED_METHODS = (
     "eth_chainId",
     "net_version",
     "eth_blockNumber",
@@ -113,7 +113,7 @@ def connect_rpc(url: str, *, timeout: float = 10, headers: Mapping[str, str] | N
 
     Each request times out after ``timeout`` seconds; ``eth_chainId`` is asked once and
     cached. Read-only requests are retried twice (0.1 s, 0.2 s apart) when the connection
-    fails, sends never (see ``_RETRIED_METHODS``). ``headers`` are added to every request
+    fails, sends never (see ``READ_RETRIED_METHODS``). ``headers`` are added to every request
     (e.g. ``Authorization: Bearer <JWT>`` for a Besu node with RPC authentication). The
     proof-of-authority middleware is installed because QBFT / IBFT / Clique blocks carry
     more than the 32 bytes of ``extraData`` web3 accepts by default; it is harmless on
@@ -142,7 +142,7 @@ def connect_rpc(url: str, *, timeout: float = 10, headers: Mapping[str, str] | N
             errors=(requests.ConnectionError,),
             retries=3,
             backoff_factor=0.1,
-            method_allowlist=list(_RETRIED_METHODS),
+            method_allowlist=list(READ_RETRIED_METHODS),
         ),
     )
     w3 = Web3(provider)
