@@ -7,7 +7,9 @@ eth-account keys held by the caller (a browser wallet does the same with
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,17 @@ class Scope:
     @classmethod
     def all(cls) -> Scope:
         return cls(ScopeKind.ALL, b"\x00" * 32)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One record of ``EmrClient.upload_batch``."""
+
+    patient: str
+    content: bytes
+    category: str
+    content_type: str = "application/octet-stream"
+    previous_id: str | None = None
 
 
 class EmrClient:
@@ -151,6 +164,26 @@ class EmrClient:
             data["previous_id"] = previous_id
         files = {"file": ("record", content, content_type)}
         return self._json("POST", "/records", data=data, files=files)
+
+    def upload_batch(self, records: Sequence[BatchRecord]) -> list[dict[str, Any]]:
+        """``POST /records/batch``: store every record or none (hospital token); return one
+        result per record, in order, with the fields ``upload`` returns."""
+        manifest: list[dict[str, str]] = []
+        files: list[tuple[str, tuple[str, bytes, str]]] = []
+        for i, rec in enumerate(records):
+            part = f"r{i}"
+            entry = {
+                "part": part,
+                "patient": rec.patient,
+                "category": rec.category,
+                "content_type": rec.content_type,
+            }
+            if rec.previous_id:
+                entry["previous_id"] = rec.previous_id
+            manifest.append(entry)
+            files.append((part, (part, rec.content, rec.content_type)))
+        parts = [("manifest", (None, json.dumps(manifest), "application/json")), *files]
+        return list(self._json("POST", "/records/batch", files=parts))
 
     def record(self, record_id: str, *, token: str | None = None) -> dict[str, Any]:
         return self._json("GET", f"/records/{record_id}", token=token)

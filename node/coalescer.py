@@ -4,10 +4,18 @@ Each HTTP upload is one record, but durable storage pays per commit (an fsync, a
 round trip), not per record. Waiting at most ``window`` seconds for company turns N
 concurrent uploads into one commit, so throughput grows with load while a lone request
 waits only the window.
+
+Callers wait in one of two ways: a thread blocks in ``submit``; a coroutine awaits
+``submit_async``, which parks no thread at all (an ``async def`` route awaits the commit on
+the event loop instead of holding a thread-pool thread that blocks on a Future). The
+flusher thread settles the asyncio futures of a batch with one ``call_soon_threadsafe``
+per event loop, not one wake-up per item.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -20,6 +28,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# A waiter: a thread's Future (``submit``) or an event loop's (``submit_async``).
+_Waiter = Future[R] | asyncio.Future[R]
+_Entry = tuple[T, _Waiter[R]]
+_Outcome = tuple[_Waiter[R], R | None, BaseException | None]
 
 
 class Coalescer(Generic[T, R]):
@@ -36,7 +49,7 @@ class Coalescer(Generic[T, R]):
         self._commit = commit
         self._window = window
         self._max_batch = max_batch
-        self._queue: queue.Queue[tuple[T, Future[R]] | None] = queue.Queue()
+        self._queue: queue.Queue[_Entry[T, R] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
         self._thread.start()
@@ -49,7 +62,28 @@ class Coalescer(Generic[T, R]):
         self._queue.put((item, future))
         return future.result()
 
-    def _collect(self, first: tuple[T, Future[R]]) -> tuple[list[tuple[T, Future[R]]], bool]:
+    async def submit_async(self, item: T) -> R:
+        """Await ``item``'s batch commit on the running event loop; return its result or
+        raise. No thread waits meanwhile. Cancelling the awaiting task does not withdraw
+        the item: once submitted it is committed with its batch (like ``submit``'s)."""
+        if self._closed:
+            raise RuntimeError("the node is shutting down")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put((item, future))
+        return await future
+
+    def commit_now(self, items: Sequence[T]) -> Sequence[R]:
+        """Commit ``items`` as one batch of their own, in the caller's thread, past the
+        queue and its window: for a request that is a batch already (``POST
+        /records/batch``). All or nothing, like every commit: if ``commit`` raises, no
+        item is committed and the exception propagates."""
+        if self._closed:
+            raise RuntimeError("the node is shutting down")
+        if not items:
+            return []
+        return self._commit(items)
+
+    def _collect(self, first: _Entry[T, R]) -> tuple[list[_Entry[T, R]], bool]:
         batch = [first]
         stop = False
         deadline = None
@@ -81,11 +115,9 @@ class Coalescer(Generic[T, R]):
             try:
                 results = self._commit([item for item, _f in batch])
             except BaseException as err:
-                for _item, future in batch:
-                    future.set_exception(err)
+                _settle([(f, None, err) for _item, f in batch])
             else:
-                for (_item, future), result in zip(batch, results, strict=True):
-                    future.set_result(result)
+                _settle([(f, r, None) for (_item, f), r in zip(batch, results, strict=True)])
             if stop:
                 return
 
@@ -95,3 +127,30 @@ class Coalescer(Generic[T, R]):
             self._closed = True
             self._queue.put(None)
             self._thread.join(timeout=60)
+
+
+def _settle(outcomes: list[_Outcome[R]]) -> None:
+    """Resolve each waiter: thread futures at once, asyncio futures on their own loop, one
+    ``call_soon_threadsafe`` per loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome[R]]] = {}
+    for outcome in outcomes:
+        future, result, err = outcome
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append(outcome)
+        elif err is not None:
+            future.set_exception(err)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle_on_loop, waiting)
+
+
+def _settle_on_loop(outcomes: list[_Outcome[R]]) -> None:
+    for future, result, err in outcomes:
+        if future.done():  # the awaiting task was cancelled (client gone)
+            continue
+        if err is not None:
+            future.set_exception(err)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]

@@ -201,6 +201,10 @@ class ApiSettings(BaseModel):
     # Group commit: concurrent uploads wait up to this long to share one storage commit.
     upload_batch_window: float = Field(0.005, ge=0, le=1)
     upload_max_batch: int = Field(500, ge=1, le=5000)
+    # POST /records/batch: at most this many records per request, the whole multipart body
+    # at most batch_max_bytes (413 above; each record still at most max_upload_bytes).
+    batch_max_records: int = Field(1000, ge=1, le=10000)
+    batch_max_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024)
     # The URL people and hospital systems use to reach the node (scheme, host, optional port
     # and path). Sign-in messages name it and requests for other hosts are refused.
     # Default http://{host}:{port}; production mode requires it.
@@ -234,6 +238,8 @@ class ApiSettings(BaseModel):
     # Deprecated: use break_glass.max_duration (EMR_BREAK_GLASS__MAX_DURATION); still
     # honoured as the longest break-glass when that one is not set.
     max_break_glass_seconds: int | None = Field(None, ge=60, le=24 * 3600)
+    # API processes `emr-node run` starts beside the worker (0: one per CPU core).
+    processes: int = Field(0, ge=0, le=256)
 
     @field_validator("public_url")
     @classmethod
@@ -264,6 +270,33 @@ class ApiSettings(BaseModel):
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
 
+class WorkerSettings(BaseModel):
+    """The worker role: the one process per hospital that runs the background workers,
+    sends the hospital's transactions and, on the embedded default, hosts the chain. API
+    processes find it through its lease row in the index database."""
+
+    # Where the worker's internal endpoint listens (chain JSON-RPC on the embedded
+    # default, transaction sends, worker status); loopback unless API processes run on
+    # other machines.
+    host: str = "127.0.0.1"
+    port: int = Field(8701, ge=0, le=65535)
+    # The address API processes use to reach it (default http://host:port).
+    advertise_url: str | None = None
+    # Shared secret of the internal endpoint (64 hex digits, the same on every process);
+    # default: derived from the key store, which every process of the node opens.
+    secret: SecretStr | None = None
+    # Lease: held while renewed; another worker takes over lease_ttl after its holder died.
+    lease_ttl: float = Field(5.0, ge=1.0, le=300.0)
+    lease_renew: float = Field(1.0, gt=0, le=60.0)
+
+    @property
+    def resolved_url(self) -> str:
+        if self.advertise_url is not None:
+            return self.advertise_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+
 class Settings(BaseSettings):
     """``mode=production`` switches every backend default to its production service
     (IPFS, MySQL, Redis, external chain) and requires an explicit choice for keys."""
@@ -280,6 +313,7 @@ class Settings(BaseSettings):
     throttle: ThrottleSettings = ThrottleSettings()
     zk: ZkSettings = ZkSettings()
     break_glass: BreakGlassSettings = BreakGlassSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="after")
     def _legacy_break_glass_limit(self) -> Settings:

@@ -7,12 +7,14 @@ import hashlib
 import json
 import logging
 import os
-import re
 import secrets
+import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from web3 import Web3
 
@@ -21,41 +23,58 @@ from hsm.account import SignerAccount
 from hsm.exceptions import HSMError
 from hsm.software import SoftwareKeyStore
 from node.audit.abc import AccessLogQueueAPI, KeyAuditLogAPI
-from node.audit.key_log import KeyAction, SQLiteKeyAuditLog
+from node.audit.key_log import GroupCommitKeyAuditLog, SqlKeyAuditLog
 from node.audit.keystore import AuditedKeyStore
 from node.audit.mirror import sync_mirror
-from node.audit.outbox import SQLiteAccessLogQueue
+from node.audit.outbox import GroupCommitAccessLogQueue, SqlAccessLogQueue
 from node.auth.principal import Role
 from node.auth.store import AuthStore
 from node.chain.abc import ChainClientAPI
-from node.chain.client import MAX_ACCESS_BATCH, Web3ChainClient
+from node.chain.client import Web3ChainClient
 from node.chain.deploy import Deployment
 from node.chain.embedded import EmbeddedChain
 from node.chain.external import ensure_deployment
+from node.chain.sender import RemoteTransactionSender
+from node.chain.worker_endpoint import WorkerEndpoint, embedded_rpc
+from node.chain.worker_rpc import connect_worker_rpc
 from node.coalescer import Coalescer
 from node.consent.abc import AccessDeciderAPI
 from node.consent.decisions import CachedAccessDecider
 from node.consent.relay_queue import ConsentRelayQueue
 from node.directory import HospitalDirectory
 from node.exceptions import Conflict, NodeError
-from node.flows.anchor_records import anchor_pending
+from node.flows.anchor_key_audit import KeyAuditAnchoring
+from node.flows.anchor_records import anchor_pending, recover_anchors
+from node.flows.commit_uploads import UploadCommitter
 from node.flows.erase_record import MAX_TOMBSTONE_BATCH, finish_erasures
+from node.flows.log_accesses import flush_access_log
 from node.flows.relay_consent import drain_relays
 from node.flows.rotate_keys import KekRewrapJob
 from node.flows.rotate_signer import finish_signer_rotation
-from node.flows.upload_record import HospitalNamespace, UploadRequest, upload_records
+from node.flows.upload_record import HospitalNamespace, UploadRequest
+from node.roles.abc import BackgroundWorkersAPI
+from node.roles.control import InProcessWorkers, RemoteWorkers
+from node.roles.lease import LeaseKeeper
 from node.settings import Settings
 from node.throttle import CallerThrottles
 from node.workers import BatchWorker
 from node.zkaccess.service import ZkAccessService
-from storage.abc import AuditMirrorAPI, BlobStoreAPI, CacheAPI, HealthCheckAPI, RecordIndexAPI
+from storage.abc import (
+    AuditMirrorAPI,
+    BlobStoreAPI,
+    CacheAPI,
+    HealthCheckAPI,
+    RecordIndexAPI,
+    WorkerLeaseAPI,
+)
 from storage.backends.authenticated_cache import AuthenticatedCache
 from storage.backends.local import LocalBlobStore
 from storage.backends.memory import InMemoryLRUCache
 from storage.backends.sqlite import SQLiteRecordIndex
 from storage.backends.sqlite_blobs import SQLiteBlobStore
 from storage.backends.sqlite_mirror import SQLiteAuditMirror
-from storage.models import RecordRow
+from storage.models import AnchorBatch, RecordRow
+from storage.sql import SqlDatabaseAPI
 
 log = logging.getLogger(__name__)
 
@@ -66,26 +85,26 @@ REWRAP_INTERVAL = 1.0
 KEK_RETIRE_GRACE = 300.0
 
 
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+WORKER_LEASE = "worker"  # the lease row naming this hospital's worker role
+# Label of the worker endpoint's shared secret in the key store's derive_secret.
+WORKER_SECRET_LABEL = "worker-endpoint v1"
 
-
-def key_audit_addresses(log: KeyAuditLogAPI, current: str) -> list[str]:
-    """Every address this node signed as: the current one and those it rotated away from
-    (their anchors count too)."""
-    seen = [current]
-    after = 0
-    while batch := log.entries(after=after, action=KeyAction.SIGNER_ROTATE):
-        for e in batch:
-            seen += _ADDRESS.findall(e.subject)
-        after = batch[-1].seq
-    return list(dict.fromkeys(seen))
+NodeRole = Literal["all", "api", "worker"]
 
 
 @dataclass
 class Node:
-    """Every running component of one hospital's node."""
+    """Every running component of one hospital's node, in one of three roles:
+
+    - ``all``: one process with everything (tests, small sites): routes and workers;
+    - ``api``: an API process: routes only; the chain is read over JSON-RPC and written
+      through the worker role, and the background workers run there;
+    - ``worker``: the worker role: every background worker and the hospital's transaction
+      sender, no routes.
+    """
 
     settings: Settings
+    role: NodeRole
     keys: KeyStoreAPI
     blobs: BlobStoreAPI
     index: RecordIndexAPI
@@ -99,23 +118,25 @@ class Node:
     relays: ConsentRelayQueue
     # Token buckets by caller (API token, wallet, anonymous; hospital-wide); None when off.
     throttles: CallerThrottles | None
-    anchorer: BatchWorker
-    access_flusher: BatchWorker
-    relay_worker: BatchWorker
-    mirror_worker: BatchWorker
     uploads: Coalescer[UploadRequest, RecordRow]
     # Re-wraps data keys after a KEK rotation and destroys KEKs nothing refers to any more.
     kek_rewrap: KekRewrapJob
-    rewrap_worker: BatchWorker
-    # Purges erased records' blobs and anchors their tombstones (a durable to-do list).
-    eraser: BatchWorker
-    # Hash-chained log of key operations, and the worker anchoring its head on-chain.
+    # Hash-chained log of key operations (its head is anchored by the key-audit worker).
     key_audit: KeyAuditLogAPI
-    key_audit_anchorer: BatchWorker
+    # What routes may ask of the background workers, in this process or the worker role.
+    background: BackgroundWorkersAPI
+    # The background workers running in this process (none in an API process), built from
+    # one list (``_background_workers``): started, stopped and shown in /health from it.
+    workers: tuple[BatchWorker, ...] = ()
     zk: ZkAccessService | None = None  # anonymous reads with proofs; None when disabled
     # Components that depend on a service that can be down, probed by /health.
     health_checks: dict[str, HealthCheckAPI] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
+    # The lease making this process the hospital's only worker (roles all and worker).
+    lease: LeaseKeeper | None = None
+    # The worker role's internal endpoint (chain reads, sends, wakes, status); it serves
+    # from construction, so API processes can reach the chain as soon as the node is built.
+    endpoint: WorkerEndpoint | None = None
     _closers: list[object] = field(default_factory=list)
     _started: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -124,13 +145,41 @@ class Node:
     def hospital(self) -> str:
         return self.chain.hospital
 
+    def worker(self, name: str) -> BatchWorker:
+        """The background worker ``name`` running in this process."""
+        for w in self.workers:
+            if w.name == name:
+                return w
+        raise LookupError(f"no background worker {name!r} runs in this {self.role} process")
+
+    # Shorthands for tests and maintenance commands in a role-"all" process.
     @property
-    def workers(self) -> tuple[BatchWorker, ...]:
-        """Every background worker: each BatchWorker field, in declaration order. Derived
-        from the fields, so a worker added to the node is started, stopped and shown in
-        /health without a second list to forget it in."""
-        found = (getattr(self, f.name) for f in fields(self))
-        return tuple(w for w in found if isinstance(w, BatchWorker))
+    def anchorer(self) -> BatchWorker:
+        return self.worker("anchorer")
+
+    @property
+    def access_flusher(self) -> BatchWorker:
+        return self.worker("access-log")
+
+    @property
+    def relay_worker(self) -> BatchWorker:
+        return self.worker("consent-relay")
+
+    @property
+    def mirror_worker(self) -> BatchWorker:
+        return self.worker("audit-mirror")
+
+    @property
+    def rewrap_worker(self) -> BatchWorker:
+        return self.worker("kek-rewrap")
+
+    @property
+    def eraser(self) -> BatchWorker:
+        return self.worker("eraser")
+
+    @property
+    def key_audit_anchorer(self) -> BatchWorker:
+        return self.worker("key-audit-anchor")
 
     def start(self) -> None:
         with self._lock:
@@ -138,6 +187,12 @@ class Node:
                 for worker in self.workers:
                     worker.start()
                 self._started = True
+
+    def fenced_out(self) -> None:
+        """The lease was lost (another worker holds it now): stop sending at once."""
+        log.error("this process lost the worker lease: its background workers stop")
+        for worker in self.workers:
+            worker.stop()
 
     def stop(self) -> None:
         """Stop workers, flush what is queued (best effort), close everything."""
@@ -147,13 +202,16 @@ class Node:
                 self.zk.close()
             for worker in self.workers:
                 worker.stop()
+            holds_lease = self.lease is None or self.lease.held
             for worker in self.workers:
-                if worker is self.rewrap_worker:
-                    continue  # resumable backlog: the next start goes on, no drain at exit
+                if worker.name == "kek-rewrap" or not holds_lease:
+                    continue  # resumable backlog / fenced out: the holder goes on
                 try:
                     worker.flush_now()
                 except Exception:  # queues are durable: the next start drains them
                     log.exception("final %s flush failed", worker.name)
+            if self.lease is not None:
+                self.lease.stop()  # released: a standby worker takes over at once
             for closable in reversed(self._closers):
                 closable.close()  # type: ignore[attr-defined]
             self._closers.clear()
@@ -259,6 +317,30 @@ def _record_index(settings: Settings, data_dir: Path) -> RecordIndexAPI:
     return SQLiteRecordIndex(data_dir / "index.sqlite")
 
 
+def _state_database(
+    settings: Settings, data_dir: Path, closers: list[object]
+) -> Path | SqlDatabaseAPI:
+    """Where the node's shared state lives: one MySQL pool for every store in production;
+    on SQLite a path, so each store keeps its own connection (one shared connection would
+    serialise the stores of a process)."""
+    s = settings.storage
+    if s.index_backend != "mysql":
+        return data_dir / "node.sqlite"
+    from storage.sql import MySQLDatabase
+
+    state = MySQLDatabase(
+        host=s.mysql_host,
+        port=s.mysql_port,
+        user=s.mysql_user,
+        password=s.mysql_password.get_secret_value(),
+        database=s.mysql_database,
+        pool_size=s.mysql_pool_size,
+        create_database_if_missing=True,
+    )
+    closers.append(state)  # closed after the stores built on it (closers run in reverse)
+    return state
+
+
 def _redis_credentials(settings: Settings) -> dict[str, str | None]:
     s = settings.storage
     password = s.redis_password.get_secret_value() if s.redis_password is not None else None
@@ -309,35 +391,112 @@ def _cache(settings: Settings, keys: KeyStoreAPI, health: dict[str, HealthCheckA
 
 def _web3(
     settings: Settings, account: SignerAccount, data_dir: Path, closers: list[object]
-) -> Web3:
+) -> tuple[Web3, EmbeddedChain | None]:
+    """The chain as the worker role (or a role-"all" process) sees it: the external node's
+    JSON-RPC, or the embedded chain hosted in this process."""
     if settings.chain.backend == "rpc":
         from node.chain.external import connect_rpc, fund_account
 
         w3 = connect_rpc(settings.chain.rpc_url)
         if settings.chain.fund_dev_account:
             fund_account(w3, account.address, settings.chain.funded_balance_wei)
-    else:
-        embedded = EmbeddedChain(
-            data_dir / "chain.sqlite",
-            funded_accounts={account.address: settings.chain.funded_balance_wei},
-        )
-        closers.append(embedded)
-        w3 = embedded.web3
+        return w3, None
+    embedded = EmbeddedChain(
+        data_dir / "chain.sqlite",
+        funded_accounts={account.address: settings.chain.funded_balance_wei},
+    )
+    closers.append(embedded)
     # No signing middleware: Web3ChainClient signs every transaction itself.
-    return w3
+    return embedded.web3, embedded
+
+
+def _api_web3(settings: Settings, locator: WorkerLocator, secret: bytes) -> Web3:
+    """The chain as an API process sees it: the external node's JSON-RPC, or the embedded
+    chain through the worker role that hosts it (no API process executes EVM code)."""
+    if settings.chain.backend == "rpc":
+        from node.chain.external import connect_rpc
+
+        return connect_rpc(settings.chain.rpc_url)
+    return connect_worker_rpc(locator(), secret)
+
+
+def _manifest_path(settings: Settings, data_dir: Path) -> Path:
+    cs = settings.chain
+    if cs.backend == "embedded":
+        return data_dir / "deployment.json"
+    return cs.deployment_manifest or data_dir / "deployments" / f"{cs.network}.json"
+
+
+def _existing_deployment(settings: Settings, w3: Web3, data_dir: Path) -> Deployment:
+    """An API process never deploys: the worker role did, and wrote the manifest."""
+    manifest = _manifest_path(settings, data_dir)
+    if not manifest.exists():
+        raise NodeError(
+            f"no deployment manifest at {manifest}: start the worker role first "
+            "(`emr-node worker`, or `emr-node run`, which starts it)"
+        )
+    deployment = Deployment.from_json(manifest.read_text())
+    chain_id = int(w3.eth.chain_id)
+    if deployment.chain_id != chain_id:
+        raise NodeError(
+            f"{manifest} is for chain {deployment.chain_id}, the node is on chain {chain_id}"
+        )
+    return deployment
+
+
+def _worker_endpoint(
+    settings: Settings,
+    *,
+    embedded: EmbeddedChain | None,
+    chain: Web3ChainClient,
+    background: BackgroundWorkersAPI,
+    lease: LeaseKeeper | None,
+    secret: bytes,
+) -> WorkerEndpoint:
+    """The worker role's internal endpoint: chain reads (embedded chain only), the
+    hospital's transaction sends, wakes and status for the API processes."""
+
+    def status() -> dict[str, object]:
+        return {
+            "holder": lease.holder if lease is not None else None,
+            "fence": lease.fence if lease is not None else None,
+            "address": chain.hospital,
+            "workers": {
+                name: {"running": s.running, "last_error": s.last_error}
+                for name, s in background.status().items()
+            },
+        }
+
+    def wake(name: str) -> bool:
+        try:
+            background.wake(name)
+        except ValueError:
+            return False
+        return True
+
+    ws = settings.worker
+    return WorkerEndpoint(
+        rpc=embedded_rpc(embedded.web3) if embedded is not None else None,
+        sender=chain.sender,
+        wake=wake,
+        status=status,
+        secret=secret,
+        host=ws.host,
+        port=ws.port,
+    )
 
 
 def _deployment(
     settings: Settings, w3: Web3, account: SignerAccount, data_dir: Path, notes: list[str]
 ) -> Deployment:
-    cs = settings.chain
-    if cs.backend == "embedded":
-        manifest = data_dir / "deployment.json"
-    else:
-        manifest = cs.deployment_manifest or data_dir / "deployments" / f"{cs.network}.json"
+    manifest = _manifest_path(settings, data_dir)
     existed = manifest.exists()
     deployment = ensure_deployment(
-        w3, manifest, account, [(account.address, settings.hospital_name)], network=cs.network
+        w3,
+        manifest,
+        account,
+        [(account.address, settings.hospital_name)],
+        network=settings.chain.network,
     )
     if not existed:
         notes.append(f"deployed the contracts on chain {deployment.chain_id} ({manifest})")
@@ -356,9 +515,11 @@ def _zk_service(
     keys: KeyStoreAPI,
     cache: CacheAPI,
     notes: list[str],
+    deploy: bool = True,
 ) -> ZkAccessService | None:
     """ClinicianAccess keys (a dev setup or the consortium's ceremony), the ZK contracts and
-    the credential tree mirror."""
+    the credential tree mirror. Without ``deploy`` (an API process) the contracts must have
+    been deployed by the worker role."""
     zs = settings.zk
     if not zs.enabled:
         return None
@@ -407,6 +568,10 @@ def _zk_service(
     else:
         base = cs.deployment_manifest or data_dir / "deployments" / f"{cs.network}.json"
         manifest = base.with_name(base.stem + ".zk.json")
+    if not deploy and not manifest.exists():
+        raise NodeError(
+            f"no zero-knowledge deployment manifest at {manifest}: start the worker role first"
+        )
     deployment, deployed = ensure_zk_deployment(
         w3,
         manifest,
@@ -498,10 +663,145 @@ def _throttles(settings: Settings) -> CallerThrottles | None:
     )
 
 
-def build_node(settings: Settings) -> Node:
+def _background_workers(
+    settings: Settings,
+    *,
+    index: RecordIndexAPI,
+    blobs: BlobStoreAPI,
+    cache: CacheAPI,
+    chain: ChainClientAPI,
+    mirror: AuditMirrorAPI,
+    keys: KeyStoreAPI,
+    key_audit: KeyAuditLogAPI,
+    kek_rewrap: KekRewrapJob,
+    access_log: AccessLogQueueAPI,
+    relays: ConsentRelayQueue,
+    fence: Callable[[], int | None],
+) -> list[BatchWorker]:
+    """Every background worker of a hospital, in one list: the worker role runs them all."""
+    cs = settings.chain
+    return [
+        BatchWorker(
+            "anchorer",
+            lambda: anchor_count(
+                anchor_pending(index=index, chain=chain, limit=cs.anchor_batch_size, fence=fence())
+            ),
+            interval=cs.anchor_interval,
+            batch_size=cs.anchor_batch_size,
+        ),
+        BatchWorker(
+            "access-log",
+            lambda: flush_access_log(
+                queue=access_log, chain=chain, limit=cs.anchor_batch_size, fence=fence()
+            ),
+            interval=cs.access_log_interval,
+            batch_size=cs.anchor_batch_size,
+        ),
+        BatchWorker(
+            "consent-relay",
+            lambda: drain_relays(chain=chain, queue=relays, fence=fence()),
+            interval=cs.access_log_interval,
+            batch_size=100,
+        ),
+        BatchWorker(
+            "audit-mirror",
+            lambda: sync_mirror(chain=chain, mirror=mirror),
+            interval=cs.access_log_interval,
+            batch_size=1,  # any progress: go on until caught up
+        ),
+        # Small batches at a gentle pace so that re-wrapping never competes with uploads for
+        # long; the backlog is resumable, so a restart just goes on.
+        BatchWorker(
+            "kek-rewrap", kek_rewrap, interval=REWRAP_INTERVAL, batch_size=REWRAP_BATCH_SIZE
+        ),
+        # Purges erased records' blobs and anchors their tombstones (a durable to-do list).
+        BatchWorker(
+            "eraser",
+            lambda: finish_erasures(index=index, blobs=blobs, cache=cache, chain=chain),
+            interval=max(cs.anchor_interval, 1.0),
+            batch_size=MAX_TOMBSTONE_BATCH,
+        ),
+        BatchWorker(
+            "key-audit-anchor",
+            KeyAuditAnchoring(keys, key_audit, chain),
+            interval=cs.key_audit_anchor_interval,
+            batch_size=1,
+        ),
+    ]
+
+
+def anchor_count(batch: AnchorBatch | None) -> int:
+    return 0 if batch is None else batch.count
+
+
+def _worker_secret(settings: Settings, keys: KeyStoreAPI) -> bytes:
+    """The bearer secret of the worker role's endpoint: the same in every process of the
+    node (set, or derived from the key store they all open)."""
+    if settings.worker.secret is not None:
+        return bytes.fromhex(settings.worker.secret.get_secret_value())
+    try:
+        return keys.derive_secret(WORKER_SECRET_LABEL)
+    except HSMError as err:
+        raise NodeError(
+            f"the key store cannot derive the worker endpoint's secret ({err}); set "
+            "EMR_WORKER__SECRET to 64 hex digits, the same on every process of the node"
+        ) from None
+
+
+def _lease_keeper(
+    settings: Settings, leases: WorkerLeaseAPI, role: NodeRole, url: str
+) -> LeaseKeeper:
+    """Take the hospital's worker lease: a worker waits for it (a standby takes over when the
+    holder dies); a role-"all" process waits one lease period, then gives up."""
+    ws = settings.worker
+    holder = f"{socket.gethostname()}:{os.getpid()}:{role}:{secrets.token_hex(4)}"
+    keeper = LeaseKeeper(
+        leases, WORKER_LEASE, holder=holder, url=url, ttl=ws.lease_ttl, renew=ws.lease_renew
+    )
+    timeout = None if role == "worker" else ws.lease_ttl + 2 * ws.lease_renew
+    if not keeper.wait_acquire(timeout):
+        current = leases.current(WORKER_LEASE)
+        who = f" ({current.holder})" if current is not None else ""
+        raise NodeError(
+            f"another process holds this hospital's worker lease{who}: stop it first, or "
+            "start this one as an API process"
+        )
+    return keeper
+
+
+class WorkerLocator:
+    """Where the worker role is: its lease row's URL, re-read every few seconds (a standby
+    taking over may listen elsewhere), else the configured address."""
+
+    TTL = 2.0
+
+    def __init__(self, leases: WorkerLeaseAPI, default: str) -> None:
+        self._leases = leases
+        self._default = default
+        self._cached: tuple[float, str] | None = None
+
+    def __call__(self) -> str:
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < self.TTL:
+            return self._cached[1]
+        try:
+            lease = self._leases.current(WORKER_LEASE)
+        except Exception:  # the database is down: keep the last known address
+            lease = None
+        url = lease.url if lease is not None and lease.url else self._default
+        if self._cached is not None and lease is None:
+            url = self._cached[1]
+        self._cached = (now, url)
+        return url
+
+
+def build_node(settings: Settings, role: NodeRole = "all") -> Node:
     """Assemble a node from ``settings``: the embedded default (py-evm chain, SQLite blobs and
     index, in-process cache, software key store, all under ``data_dir``) or any mix of
-    production backends (IPFS, MySQL, Redis, external chain)."""
+    production backends (IPFS, MySQL, Redis, external chain), in ``role`` (see ``Node``).
+
+    An API process opens what the worker role created (key store, contracts): start the
+    worker first (``emr-node run`` does)."""
     data_dir = settings.resolved_data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     notes: list[str] = []
@@ -515,9 +815,20 @@ def build_node(settings: Settings) -> Node:
             "production mode needs a hardware key store; to run with the software key store "
             "anyway set EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION=true"
         )
+    lease: LeaseKeeper | None = None
     try:
+        index = _record_index(settings, data_dir)
+        closers.append(index)
+        # The lease comes first: the embedded chain and the account's nonces belong to
+        # whoever holds it.
+        if role != "api":
+            url = settings.worker.resolved_url if role == "worker" else ""
+            lease = _lease_keeper(settings, index, role, url)
         # Opened before the key store: deploying the contracts already signs.
-        key_audit = SQLiteKeyAuditLog(data_dir / "node.sqlite")
+        # Shared state (tokens, sessions, directory, outboxes, key audit): the index's MySQL
+        # database in production; node.sqlite beside the index on the embedded default.
+        state = _state_database(settings, data_dir, closers)
+        key_audit = GroupCommitKeyAuditLog(SqlKeyAuditLog(state))  # one commit, many reads
         closers.append(key_audit)
         # Key generation is logged for a new software store, and for a PKCS#11 token on the
         # node's first start (the token creates its keys on first open).
@@ -525,24 +836,39 @@ def build_node(settings: Settings) -> Node:
             created = key_audit.head() is None
         else:
             created = not (data_dir / "keystore.json").exists()
+        if created and role == "api":
+            raise NodeError(
+                f"no key store in {data_dir} yet: start the worker role first "
+                "(`emr-node worker`, or `emr-node run`, which starts it)"
+            )
         inner_keys = _open_keystore(settings, data_dir, notes)
         closers.append(inner_keys)
         keys = AuditedKeyStore(inner_keys, key_audit)
         if created:
             keys.record_created()
         account = SignerAccount(keys.signer())
-        w3 = _web3(settings, account, data_dir, closers)
-        deployment = _deployment(settings, w3, account, data_dir, notes)
-        chain = Web3ChainClient(w3, deployment, account)
-        if keys.pending_signer() is not None:
-            # A signer rotation voted while the node was down. The old account's balance
-            # moves to the new one (on a zero-gas-price QBFT network that costs nothing).
-            finish_signer_rotation(keys, chain)
+        locator: WorkerLocator | None = None
+        embedded: EmbeddedChain | None = None
+        if role == "api":
+            secret = _worker_secret(settings, keys)
+            locator = WorkerLocator(index, settings.worker.resolved_url)
+            w3 = _api_web3(settings, locator, secret)
+            deployment = _existing_deployment(settings, w3, data_dir)
+            sender = RemoteTransactionSender(locator, secret, w3)
+            chain = Web3ChainClient(w3, deployment, account, sender=sender)
+        else:
+            w3, embedded = _web3(settings, account, data_dir, closers)
+            deployment = _deployment(settings, w3, account, data_dir, notes)
+            # The embedded chain runs the EVM in this process: a batch is not simulated
+            # before it is sent (a refusal is mined, then named); an external chain's is.
+            chain = Web3ChainClient(w3, deployment, account, simulate_batches=embedded is None)
+            if keys.pending_signer() is not None:
+                # A signer rotation voted while the node was down. The old account's balance
+                # moves to the new one (on a zero-gas-price QBFT network that costs nothing).
+                finish_signer_rotation(keys, chain)
         health_checks: dict[str, HealthCheckAPI] = {}
         blobs = _blob_store(settings, data_dir, health_checks)
         closers.append(blobs)
-        index = _record_index(settings, data_dir)
-        closers.append(index)
         # MySQL mirrors in its own tables; the SQLite index gets a mirror beside it.
         mirror = (
             index
@@ -553,7 +879,7 @@ def build_node(settings: Settings) -> Node:
             closers.append(mirror)
         cache = _cache(settings, keys, health_checks)
         closers.append(cache)
-        throttles = _throttles(settings)
+        throttles = _throttles(settings) if role != "worker" else None
         if throttles is not None:
             closers.append(throttles)
         zk = _zk_service(
@@ -567,85 +893,82 @@ def build_node(settings: Settings) -> Node:
             keys=keys,
             cache=cache,
             notes=notes,
+            deploy=role != "api",
+        )
+        auth = AuthStore(state, cache_ttl=settings.api.auth_cache_ttl)
+        access_log = GroupCommitAccessLogQueue(SqlAccessLogQueue(state))
+        directory = HospitalDirectory(state)
+        relays = ConsentRelayQueue(state)
+        closers += [auth, access_log, directory, relays]
+        if role != "api":
+            _bootstrap_admin_token(auth, data_dir, notes)
+
+        kek_rewrap = KekRewrapJob(keys, index, batch_size=REWRAP_BATCH_SIZE, grace=KEK_RETIRE_GRACE)
+        workers: list[BatchWorker] = []
+        background: BackgroundWorkersAPI
+        if role == "api":
+            assert locator is not None
+            background = RemoteWorkers(locator, _worker_secret(settings, keys))
+        else:
+            held = lease
+            workers = _background_workers(
+                settings,
+                index=index,
+                blobs=blobs,
+                cache=cache,
+                chain=chain,
+                mirror=mirror,
+                keys=keys,
+                key_audit=key_audit,
+                kek_rewrap=kek_rewrap,
+                access_log=access_log,
+                relays=relays,
+                fence=lambda: held.fence if held is not None else None,
+            )
+            background = InProcessWorkers(workers)
+            # Records whose anchoring a previous holder left half done: finish them from
+            # the chain, never send them twice.
+            recover_anchors(index=index, chain=chain, fence=lease.fence if lease else None)
+        endpoint: WorkerEndpoint | None = None
+        if role == "worker":
+            endpoint = _worker_endpoint(
+                settings,
+                embedded=embedded,
+                chain=chain,
+                background=background,
+                lease=lease,
+                secret=_worker_secret(settings, keys),
+            )
+            closers.append(endpoint)
+
+        namespace = HospitalNamespace(chain)  # record ids start with the member id
+        # Read it now, while the chain is known to be up, so uploads go on through an outage
+        # (a hospital not admitted yet reads it again on its first upload).
+        with contextlib.suppress(Conflict):
+            namespace.member_id()
+        uploads: Coalescer[UploadRequest, RecordRow] = Coalescer(
+            UploadCommitter(
+                chain=chain,
+                namespace=namespace,
+                blobs=blobs,
+                index=index,
+                keys=keys,
+                background=background,
+            ),
+            window=settings.api.upload_batch_window,
+            max_batch=settings.api.upload_max_batch,
+            name="upload-commit",
         )
     except BaseException:
+        if lease is not None:
+            lease.stop()
         for closable in reversed(closers):
             closable.close()  # type: ignore[attr-defined]
         raise
-    auth = AuthStore(data_dir / "node.sqlite", cache_ttl=settings.api.auth_cache_ttl)
-    access_log = SQLiteAccessLogQueue(data_dir / "node.sqlite")
-    directory = HospitalDirectory(data_dir / "node.sqlite")
-    relays = ConsentRelayQueue(data_dir / "node.sqlite")
-    closers += [auth, access_log, directory, relays]
-    _bootstrap_admin_token(auth, data_dir, notes)
 
-    cs = settings.chain
-
-    def flush_anchors() -> int:
-        batch = anchor_pending(index=index, chain=chain, limit=cs.anchor_batch_size)
-        return 0 if batch is None else batch.count
-
-    def flush_accesses() -> int:
-        pending = access_log.pending(min(cs.anchor_batch_size, MAX_ACCESS_BATCH))
-        if not pending:
-            return 0
-        chain.record_accesses([entry for _id, entry in pending])
-        access_log.remove([i for i, _entry in pending])
-        return len(pending)
-
-    anchorer = BatchWorker(
-        "anchorer", flush_anchors, interval=cs.anchor_interval, batch_size=cs.anchor_batch_size
-    )
-
-    namespace = HospitalNamespace(chain)  # record ids start with the member id
-    # Read it now, while the chain is known to be up, so uploads go on through an outage
-    # (a hospital not admitted yet reads it again on its first upload).
-    with contextlib.suppress(Conflict):
-        namespace.member_id()
-
-    def commit_uploads(requests: Sequence[UploadRequest]) -> list[RecordRow]:
-        rows = upload_records(
-            requests,
-            hospital=chain.hospital,
-            member_id=namespace.member_id(),
-            blobs=blobs,
-            index=index,
-            keys=keys,
-        )
-        anchorer.queued(len(rows))
-        return rows
-
-    uploads: Coalescer[UploadRequest, RecordRow] = Coalescer(
-        commit_uploads,
-        window=settings.api.upload_batch_window,
-        max_batch=settings.api.upload_max_batch,
-        name="upload-commit",
-    )
-
-    # Small batches at a gentle pace so that re-wrapping never competes with uploads for
-    # long; the backlog is resumable, so a restart just goes on.
-    kek_rewrap = KekRewrapJob(keys, index, batch_size=REWRAP_BATCH_SIZE, grace=KEK_RETIRE_GRACE)
-
-    anchored: list[int] = []  # the last seq anchored on-chain, read from the chain once
-
-    def anchor_key_audit() -> int:
-        # A signer rotation voted by the other members since: finish it (cheap otherwise).
-        finish_signer_rotation(keys, chain)
-        head = key_audit.head()
-        if head is None:
-            return 0
-        if not anchored:
-            found = chain.key_audit_anchors(key_audit_addresses(key_audit, chain.hospital))
-            anchored.append(max((seq for seq, _h in found), default=0))
-        # Signing the anchor adds one entry: with nothing else new, the head is anchored.
-        if head.seq <= anchored[0] + 1:
-            return 0
-        chain.anchor_key_audit(head.hash, head.seq)
-        anchored[0] = head.seq
-        return 0  # one anchor per round: the next round sees the anchor's own signature
-
-    return Node(
+    node = Node(
         settings=settings,
+        role=role,
         keys=keys,
         blobs=blobs,
         index=index,
@@ -656,50 +979,23 @@ def build_node(settings: Settings) -> Node:
         auth=auth,
         directory=directory,
         access_log=access_log,
-        anchorer=anchorer,
-        uploads=uploads,
         relays=relays,
         throttles=throttles,
-        zk=zk,
+        uploads=uploads,
         kek_rewrap=kek_rewrap,
         key_audit=key_audit,
-        key_audit_anchorer=BatchWorker(
-            "key-audit-anchor",
-            anchor_key_audit,
-            interval=cs.key_audit_anchor_interval,
-            batch_size=1,
-        ),
-        rewrap_worker=BatchWorker(
-            "kek-rewrap", kek_rewrap, interval=REWRAP_INTERVAL, batch_size=REWRAP_BATCH_SIZE
-        ),
-        eraser=BatchWorker(
-            "eraser",
-            lambda: finish_erasures(index=index, blobs=blobs, cache=cache, chain=chain),
-            interval=max(cs.anchor_interval, 1.0),
-            batch_size=MAX_TOMBSTONE_BATCH,
-        ),
-        mirror_worker=BatchWorker(
-            "audit-mirror",
-            lambda: sync_mirror(chain=chain, mirror=mirror),
-            interval=cs.access_log_interval,
-            batch_size=1,  # any progress: go on until caught up
-        ),
-        relay_worker=BatchWorker(
-            "consent-relay",
-            lambda: drain_relays(chain=chain, queue=relays),
-            interval=cs.access_log_interval,
-            batch_size=100,
-        ),
-        access_flusher=BatchWorker(
-            "access-log",
-            flush_accesses,
-            interval=cs.access_log_interval,
-            batch_size=cs.anchor_batch_size,
-        ),
+        background=background,
+        workers=tuple(workers),
+        zk=zk,
         health_checks=health_checks,
         notes=notes,
+        lease=lease,
+        endpoint=endpoint,
         _closers=closers,
     )
+    if lease is not None:
+        lease.on_lost = node.fenced_out
+    return node
 
 
 def open_record_index(settings: Settings) -> RecordIndexAPI:
@@ -709,27 +1005,6 @@ def open_record_index(settings: Settings) -> RecordIndexAPI:
     return _record_index(settings, data_dir)
 
 
-def repair_blobs(settings: Settings, progress: Callable[[int, int], None] | None = None) -> object:
-    """Re-pin every indexed blob whose replication fell below the minimum."""
-    data_dir = settings.resolved_data_dir
-    blobs = _blob_store(settings, data_dir)
-    repair = getattr(blobs, "repair", None)
-    if repair is None:
-        blobs.close()
-        raise ValueError(
-            f"the {settings.storage.blob_backend} blob store keeps no replicas to repair"
-        )
-    index = _record_index(settings, data_dir)
-
-    def cids() -> Iterator[str]:
-        offset = 0
-        while page := index.list_records(limit=1000, offset=offset):
-            # An erased record's blob must stay gone: re-pinning it would undo the purge.
-            yield from (row.cid for row in page if not row.erased)
-            offset += len(page)
-
-    try:
-        return repair(list(cids()), progress)  # a list: progress can show the total
-    finally:
-        index.close()
-        blobs.close()
+def open_blob_store(settings: Settings) -> BlobStoreAPI:
+    """The configured blob store alone, for maintenance commands."""
+    return _blob_store(settings, settings.resolved_data_dir)

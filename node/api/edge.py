@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import fastapi.routing
@@ -34,7 +34,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.routing import compile_path
 
 from node.api.deps import get_principal
-from node.api.identity import bearer_token, identify
+from node.api.identity import bearer_token, identify, identify_cached
 from node.settings import ApiSettings, Settings
 from node.wiring import Node
 
@@ -251,6 +251,19 @@ def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
     ]
 
 
+_BATCH_UPLOADS: set[Callable[..., Any]] = set()
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def batch_upload(endpoint: Endpoint) -> Endpoint:
+    """Mark a route's endpoint as a batch upload: its body may reach
+    ``api.batch_max_bytes`` (every other upload: one file, ``max_upload_bytes`` plus the
+    multipart framing). Put it below the router's decorator."""
+    _BATCH_UPLOADS.add(endpoint)
+    return endpoint
+
+
 @dataclass(frozen=True)
 class BodyRule:
     methods: frozenset[str]
@@ -266,14 +279,19 @@ class BodyRule:
 def body_rules(app: FastAPI, api: ApiSettings) -> list[BodyRule]:
     rules = []
     for path, route in api_routes(app):
-        upload = takes_files(route)
+        if route.endpoint in _BATCH_UPLOADS:
+            limit, what = api.batch_max_bytes, "batch upload"
+        elif takes_files(route):
+            limit, what = api.max_upload_bytes + MULTIPART_OVERHEAD, "upload"
+        else:
+            limit, what = api.max_json_bytes, "request body"
         rules.append(
             BodyRule(
                 methods=frozenset(route.methods or ()),
                 path=compile_path(path)[0],
                 needs_caller=needs_caller(route),
-                limit=api.max_upload_bytes + MULTIPART_OVERHEAD if upload else api.max_json_bytes,
-                what="upload" if upload else "request body",
+                limit=limit,
+                what=what,
             )
         )
     return rules
@@ -382,8 +400,11 @@ class BodyGuard:
         await self._stream(scope, receive, send, rule)
 
     async def _identified(self, scope: Scope) -> bool:
+        known = identify_cached(self.node.auth, scope)  # no thread hop for a cached caller
+        if known is not False:
+            return known is not None
         try:
-            return await run_in_threadpool(identify, self.node, scope) is not None
+            return await run_in_threadpool(identify, self.node.auth, scope) is not None
         except Exception:  # a backend outage: the route's own check answers it (503)
             return True
 

@@ -32,6 +32,22 @@ def server_options(api: ApiSettings) -> dict[str, Any]:
     return options
 
 
+def process_server_options(api: ApiSettings) -> dict[str, Any]:
+    """``server_options`` for uvicorn's worker processes: the protocol class must be
+    importable (the config is pickled for each process), so each process sets the module
+    class's limits from its settings (``configure_bounded_protocol``, in the app factory)."""
+    options: dict[str, Any] = {"h11_max_incomplete_event_size": api.max_header_bytes}
+    if HttpToolsProtocol is not None:
+        options["http"] = BoundedHttpToolsProtocol
+    return options
+
+
+def configure_bounded_protocol(api: ApiSettings) -> None:
+    if HttpToolsProtocol is not None:
+        BoundedHttpToolsProtocol.max_head_bytes = api.max_header_bytes
+        BoundedHttpToolsProtocol.head_timeout = api.header_timeout
+
+
 def bounded_protocol(max_head_bytes: int, head_timeout: float) -> type[asyncio.Protocol]:
     return type(
         "BoundedHttpToolsProtocol",

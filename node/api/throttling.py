@@ -106,7 +106,7 @@ class ThrottleMiddleware:
 
     def _decide(self, scope: MutableMapping[str, Any]) -> tuple[float, str] | None:
         """None to proceed, or (retry after, who is limited)."""
-        principal = identify(self._node, scope)
+        principal = identify(self._node.auth, scope)
         address = client_address(scope, self._throttles.trusted_proxies)
         for bucket, key, who in buckets_for(principal, address, self._throttles):
             decision = bucket.acquire(key)

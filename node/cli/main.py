@@ -51,42 +51,161 @@ def _build(settings: Settings):  # type: ignore[no-untyped-def]
         _fail(f"cannot start the node: {err}")
 
 
+def _serve_api(settings: Settings, processes: int) -> None:
+    """API processes under uvicorn's process manager (it restarts a process that dies)."""
+    import uvicorn
+
+    from node.api.server import process_server_options
+
+    api = settings.api
+    # proxy_headers off: X-Forwarded-For is believed only from throttle.trusted_proxies.
+    uvicorn.run(
+        "node.api.asgi:create_api_app",
+        factory=True,
+        workers=processes,
+        host=api.host,
+        port=api.port,
+        log_level="warning",
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+        **process_server_options(api),  # bounded request heads (size and time)
+    )
+
+
+def _api_processes(settings: Settings, processes: int | None) -> int:
+    n = processes if processes is not None else settings.api.processes
+    return n or os.cpu_count() or 1
+
+
+def _log_setup() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+Processes = Annotated[
+    int | None,
+    typer.Option(
+        "--processes", help="API processes (default: EMR_API__PROCESSES, or one per CPU core)"
+    ),
+]
+Host = Annotated[str | None, typer.Option(help="default 127.0.0.1")]
+Port = Annotated[int | None, typer.Option(help="default 8700")]
+
+
+def _with_api(settings: Settings, host: str | None, port: int | None) -> Settings:
+    api = settings.api.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    return settings.model_copy(update={"api": api})
+
+
 @app.command()
 def run(
     data_dir: DataDir = None,
-    host: Annotated[str | None, typer.Option(help="default 127.0.0.1")] = None,
-    port: Annotated[int | None, typer.Option(help="default 8700")] = None,
+    host: Host = None,
+    port: Port = None,
+    processes: Processes = None,
+    single_process: Annotated[
+        bool,
+        typer.Option("--single-process", help="routes and background workers in this one process"),
+    ] = False,
 ) -> None:
-    """Start the node (embedded default: no external services) and serve the HTTP API."""
+    """Start the node (embedded default: no external services): the worker role and N API
+    processes serving the HTTP API."""
+    _log_setup()
+    settings = _with_api(_settings(data_dir), host, port)
+    api = settings.api
+    url = f"http://{api.host}:{api.port}"
+    if single_process:
+        _run_single(settings, url)
+        return
+    from node.roles.supervisor import WorkerSupervisor, free_port, process_env
+
+    n = _api_processes(settings, processes)
+    if "EMR_WORKER__PORT" not in os.environ:  # a free loopback port: nothing to configure
+        worker = settings.worker.model_copy(update={"port": free_port(settings.worker.host)})
+        settings = settings.model_copy(update={"worker": worker})
+    env = process_env(
+        {
+            "EMR_DATA_DIR": settings.resolved_data_dir,
+            "EMR_API__HOST": api.host,
+            "EMR_API__PORT": api.port,
+            "EMR_WORKER__PORT": settings.worker.port,
+        }
+    )
+    os.environ.update(env)  # uvicorn's API processes inherit it
+    supervisor = WorkerSupervisor(env, settings.worker.resolved_url)
+    # The first start deploys contracts and makes keys (a minute or two on a slow machine).
+    if not supervisor.start(ready_timeout=600):
+        supervisor.stop()
+        _fail("the worker role did not start (see its output above)")
+    typer.echo(f"emr-node data in {settings.resolved_data_dir}; worker pid {supervisor.pid}")
+    typer.echo(f"emr-node API: {url}  (OpenAPI docs: {url}/docs), {n} API processes")
+    typer.echo(f"admin token: {settings.resolved_data_dir / 'admin-token'}")
+    try:
+        _serve_api(settings, n)
+    finally:
+        supervisor.stop()
+
+
+def _run_single(settings: Settings, url: str) -> None:
     import uvicorn
 
     from node.api.app import create_app
     from node.api.server import server_options
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = _settings(data_dir)
-    api = settings.api.model_copy(
-        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    )
-    settings = settings.model_copy(update={"api": api})
     node = _build(settings)
     for note in node.notes:
         typer.echo(f"note: {note}")
-    url = f"http://{api.host}:{api.port}"
     typer.echo(f"emr-node {node.hospital} data in {settings.resolved_data_dir}")
-    typer.echo(f"emr-node API: {url}  (OpenAPI docs: {url}/docs)")
-    typer.echo(f"admin token: {settings.resolved_data_dir / 'admin-token'}", err=False)
-    # proxy_headers off: X-Forwarded-For is believed only from throttle.trusted_proxies.
+    typer.echo(f"emr-node API: {url}  (OpenAPI docs: {url}/docs), one process")
+    typer.echo(f"admin token: {settings.resolved_data_dir / 'admin-token'}")
     uvicorn.run(
         create_app(node),
-        host=api.host,
-        port=api.port,
+        host=settings.api.host,
+        port=settings.api.port,
         log_level="warning",
         proxy_headers=False,
-        **server_options(api),  # bounded request heads (size and time)
+        **server_options(settings.api),
     )
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run the worker role alone: background workers, transaction sender, embedded chain.
+    Waits for the hospital's lease when another worker holds it (a standby)."""
+    from hsm.exceptions import HSMError
+    from node.chain.exceptions import ChainError
+    from node.exceptions import NodeError
+    from node.roles.worker import run_worker
+    from storage.exceptions import StorageError
+
+    _log_setup()
+    settings = _settings(data_dir)
+    try:
+        code = run_worker(settings, announce=typer.echo)
+    except (HSMError, ChainError, StorageError, NodeError, OSError, ValueError) as err:
+        _fail(f"cannot start the worker role: {err}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def api(
+    data_dir: DataDir = None, host: Host = None, port: Port = None, processes: Processes = None
+) -> None:
+    """Run API processes only, against a worker role started separately (same data dir or
+    the same shared database and key store)."""
+    _log_setup()
+    settings = _with_api(_settings(data_dir), host, port)
+    os.environ.update(
+        {
+            "EMR_DATA_DIR": str(settings.resolved_data_dir),
+            "EMR_API__HOST": settings.api.host,
+            "EMR_API__PORT": str(settings.api.port),
+        }
+    )
+    _serve_api(settings, _api_processes(settings, processes))
 
 
 @app.command()
@@ -413,8 +532,7 @@ def db_migrate(data_dir: DataDir = None) -> None:
         index = open_record_index(settings)
     except (StorageError, ValueError) as err:
         _fail(f"cannot open the index: {err}")
-    version = getattr(index, "schema_version", None)
-    typer.echo(f"{type(index).__name__}: schema version {version}")
+    typer.echo(f"{type(index).__name__}: schema version {index.schema_version}")
     index.close()
 
 
@@ -425,7 +543,9 @@ app.add_typer(storage_app, name="storage")
 @storage_app.command("repair")
 def storage_repair(data_dir: DataDir = None) -> None:
     """Re-pin every indexed blob whose replication fell below the minimum (IPFS)."""
-    from node.wiring import repair_blobs
+    from node.flows.repair_blobs import repair_replicas
+    from node.wiring import open_blob_store, open_record_index
+    from storage.abc import ReplicaRepairAPI
     from storage.exceptions import StorageError
 
     settings = _settings(data_dir)
@@ -433,15 +553,24 @@ def storage_repair(data_dir: DataDir = None) -> None:
     def progress(done: int, total: int) -> None:
         typer.echo(f"\rchecked {done}/{total}", nl=False)
 
+    blobs = open_blob_store(settings)
     try:
-        report = repair_blobs(settings, progress)
+        if not isinstance(blobs, ReplicaRepairAPI):
+            _fail(f"the {settings.storage.blob_backend} blob store keeps no replicas to repair")
+        index = open_record_index(settings)
+        try:
+            report = repair_replicas(index=index, blobs=blobs, progress=progress)
+        finally:
+            index.close()
     except (StorageError, ValueError) as err:
         _fail(str(err))
+    finally:
+        blobs.close()
     typer.echo(
-        f"\nchecked {report.checked}: {report.healthy} healthy, {report.repaired} repaired, "  # type: ignore[attr-defined]
-        f"{report.degraded} still below the minimum, {report.unrecoverable} unrecoverable"  # type: ignore[attr-defined]
+        f"\nchecked {report.checked}: {report.healthy} healthy, {report.repaired} repaired, "
+        f"{report.degraded} still below the minimum, {report.unrecoverable} unrecoverable"
     )
-    if report.degraded or report.unrecoverable:  # type: ignore[attr-defined]
+    if report.degraded or report.unrecoverable:
         raise typer.Exit(1)
 
 

@@ -19,10 +19,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from node.audit.abc import KeyAuditLogAPI
 from node.audit.reasons import ERASURE, ReasonCommitment, encodable, new_commitment
 from node.chain.abc import ChainClientAPI
 from node.chain.exceptions import ChainError
+from node.directory import ReasonStoreAPI
 from node.exceptions import InvalidRequest
+from node.roles.abc import BackgroundWorkersAPI
 from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.exceptions import StorageError
 
@@ -73,6 +76,40 @@ def erase_records(
     fresh = set(newly)
     log.info("erased %d records (reason 0x%s)", len(newly), reason_hash.hex())
     return ErasureResult(reason_hash, newly, [rid for rid in ids if rid not in fresh], commitment)
+
+
+def erase_and_finish(
+    record_ids: Sequence[bytes],
+    reason: str,
+    *,
+    index: RecordIndexAPI,
+    reasons: ReasonStoreAPI,
+    key_audit: KeyAuditLogAPI,
+    background: BackgroundWorkersAPI,
+    now: int,
+    requested_by: str = "",
+) -> ErasureResult:
+    """Erase the records (``erase_records``: their data keys are destroyed when this
+    returns), keep the reason and its salt for auditors, log the key destruction in the key
+    audit trail, then run the follow-ups (blob purge, tombstone) at once.
+
+    The follow-ups are best effort: they stay on the index's durable to-do list and the
+    eraser worker retries them, so their failure is logged, not raised. Raises what
+    ``erase_records`` raises (then nothing is erased).
+    """
+    result = erase_records(record_ids, reason, index=index, now=now, requested_by=requested_by)
+    if result.erased and result.commitment is not None:
+        # Text and salt stay with the node for auditors, like break-glass reasons (no tx yet).
+        reasons.save_reason(result.commitment)
+        # Destroying data keys is a key operation: it goes in the key audit trail too.
+        ids = ",".join(f"0x{rid.hex()}" for rid in result.erased)
+        subject = f"reason 0x{result.reason_hash.hex()}; records {ids}"
+        key_audit.append("dek.destroy", subject, requested_by)
+        try:
+            background.run_now("eraser")
+        except Exception:  # durable to-do list in the index: the worker goes on
+            log.exception("erasure follow-up failed; the eraser worker will retry")
+    return result
 
 
 def patient_record_ids(patient: str, *, index: RecordIndexAPI) -> list[bytes]:

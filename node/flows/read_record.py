@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import anyio.to_thread
 
 from hsm.abc import KeyStoreAPI, WrappedKey
 from hsm.envelope import open_sealed
@@ -83,6 +87,57 @@ def open_record(
     return content
 
 
+def _decide_and_open(
+    record_id: bytes,
+    requester: str,
+    *,
+    index: RecordIndexAPI,
+    blobs: BlobStoreAPI,
+    keys: KeyStoreAPI,
+    access: AccessDeciderAPI,
+    cache: CacheAPI | None,
+    affiliation: Callable[[], str | None],
+) -> _Opened:
+    """The blocking part of a read: the row, the decision, and the content if granted."""
+    row = index.get_record(record_id)
+    check_not_erased(row)  # 410 for everyone, before consent: there is nothing left to grant
+    # The requester's hospital is looked up only for someone other than the patient.
+    affiliated = None if requester == row.patient else affiliation()
+    basis = decide_access(row, requester, access=access, affiliated_hospital=affiliated)
+    if basis is AccessBasis.NONE:
+        return _Opened(row, basis, b"", None)
+    # Opened before the access is logged, so that a granted entry names a row that matched
+    # its ciphertext. A read that fails (a rewritten row, altered ciphertext, an outage)
+    # disclosed nothing: it is logged as a refused attempt, with the basis the row claimed.
+    try:
+        return _Opened(row, basis, open_record(row, blobs=blobs, keys=keys, cache=cache), None)
+    except Exception as err:
+        return _Opened(row, basis, b"", err)
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    row: RecordRow
+    basis: AccessBasis
+    content: bytes
+    failure: Exception | None  # what opening a granted record raised
+
+    def entry(self, requester: str) -> AccessEntry:
+        granted = self.basis is not AccessBasis.NONE and self.failure is None
+        return AccessEntry(self.row.patient, self.row.record_id, requester, granted, self.basis)
+
+    def result(self, requester: str) -> RecordContent:
+        """The content, once the access is queued; raises what opening raised, or
+        ConsentDenied."""
+        if self.failure is not None:
+            raise self.failure
+        if self.basis is AccessBasis.NONE:
+            raise ConsentDenied(
+                f"no consent allows {requester} to read record 0x{self.row.record_id.hex()}"
+            )
+        return RecordContent(self.row, self.content, self.basis)
+
+
 def read_record(
     record_id: bytes,
     requester: str,
@@ -95,23 +150,55 @@ def read_record(
     cache: CacheAPI | None = None,
     affiliated_hospital: str | None = None,
 ) -> RecordContent:
-    row = index.get_record(record_id)
-    check_not_erased(row)  # 410 for everyone, before consent: there is nothing left to grant
-    basis = decide_access(row, requester, access=access, affiliated_hospital=affiliated_hospital)
-    granted = basis is not AccessBasis.NONE
-    content = b""
-    if granted:
-        # Opened before the access is logged, so that a granted entry names a row that
-        # matched its ciphertext. A read that fails (a rewritten row, altered ciphertext, an
-        # outage) disclosed nothing: it is logged as a refused attempt, with the basis the
-        # row claimed.
-        try:
-            content = open_record(row, blobs=blobs, keys=keys, cache=cache)
-        except Exception:
-            access_log.enqueue([AccessEntry(row.patient, record_id, requester, False, basis)])
-            raise
+    """Decide, open, log the access durably, then return the content. Raises Erased,
+    ConsentDenied (logged as a refused attempt), IntegrityError or a backend error (logged
+    as refused too: nothing was disclosed), or whatever ``enqueue`` raises (then nothing is
+    returned either)."""
+    opened = _decide_and_open(
+        record_id,
+        requester,
+        index=index,
+        blobs=blobs,
+        keys=keys,
+        access=access,
+        cache=cache,
+        affiliation=lambda: affiliated_hospital,
+    )
     # Logged durably before any data leaves the node; denied attempts are logged too.
-    access_log.enqueue([AccessEntry(row.patient, record_id, requester, granted, basis)])
-    if not granted:
-        raise ConsentDenied(f"no consent allows {requester} to read record 0x{record_id.hex()}")
-    return RecordContent(row, content, basis)
+    access_log.enqueue([opened.entry(requester)])
+    return opened.result(requester)
+
+
+async def read_record_async(
+    record_id: bytes,
+    requester: str,
+    *,
+    index: RecordIndexAPI,
+    blobs: BlobStoreAPI,
+    keys: KeyStoreAPI,
+    access: AccessDeciderAPI,
+    access_log: AccessLogQueueAPI,
+    cache: CacheAPI | None = None,
+    affiliation: Callable[[], str | None] = lambda: None,
+) -> RecordContent:
+    """``read_record`` for an ``async def`` route: the blocking part (index, decision,
+    fetch, unwrap and decrypt) runs in a worker thread, then the access entry's commit is
+    awaited on the event loop (``AccessLogQueueAPI.enqueue_async``), so no thread waits for
+    the group commit. The content is returned only after the entry is durable, as with
+    ``read_record``. ``affiliation`` (the hospital the requester works for, if any) is
+    called in the worker thread, and only for a requester other than the patient."""
+    opened = await anyio.to_thread.run_sync(
+        functools.partial(
+            _decide_and_open,
+            record_id,
+            requester,
+            index=index,
+            blobs=blobs,
+            keys=keys,
+            access=access,
+            cache=cache,
+            affiliation=affiliation,
+        )
+    )
+    await access_log.enqueue_async([opened.entry(requester)])
+    return opened.result(requester)

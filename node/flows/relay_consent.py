@@ -28,6 +28,7 @@ from node.consent.typed_data import (
     full_message,
 )
 from node.exceptions import Conflict, InvalidRequest
+from node.roles.abc import BackgroundWorkersAPI
 
 _REASONS = {
     "ConsentRegistryExpiredDeadline": "the signature's deadline has passed",
@@ -203,8 +204,10 @@ def relay_or_queue(
     chain: ChainClientAPI,
     queue: ConsentRelayQueue,
     signed_domain: dict[str, Any] | None = None,
+    background: BackgroundWorkersAPI | None = None,
 ) -> TxResult | int:
-    """Relay now, or, while the chain is unreachable, queue durably and return the queue id.
+    """Relay now, or, while the chain is unreachable, queue durably and return the queue id
+    (and wake ``background``'s consent-relay worker, when given, to retry soon).
 
     A queued consent must at least carry the patient's own (EOA) signature; contract
     wallets (ERC-1271) can only be checked on-chain, so they wait for the chain."""
@@ -219,13 +222,21 @@ def relay_or_queue(
             _check_class(consent.hospital, consent.roles, None)
         if not _signed_by_patient(consent, signature, chain):
             raise
-        return queue.enqueue(consent, signature)
+        relay_id = queue.enqueue(consent, signature)
+        if background is not None:
+            background.wake("consent-relay")
+        return relay_id
 
 
-def drain_relays(*, chain: ChainClientAPI, queue: ConsentRelayQueue, limit: int = 100) -> int:
-    """Relay queued consents in order; stop at the first sign the chain is still away."""
+def drain_relays(
+    *, chain: ChainClientAPI, queue: ConsentRelayQueue, limit: int = 100, fence: int | None = None
+) -> int:
+    """Relay queued consents in order; stop at the first sign the chain is still away.
+
+    ``fence``: the worker's lease fence, under which the rows are claimed (see
+    ``ConsentRelayQueue.pending``); None for a queue only this process drains."""
     done = 0
-    for item in queue.pending(limit):
+    for item in queue.pending(limit, fence=fence):
         relay = _RELAYS[type(item.consent)]
         try:
             result = relay(item.consent, item.signature, chain=chain)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from hsm.abc import KeyStoreAPI, WrappedKey
 from hsm.exceptions import KeyNotFound
+from node.roles.abc import BackgroundWorkersAPI
 from storage.abc import RecordIndexAPI
 from storage.models import KeyUpdate
 
@@ -31,10 +32,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def rotate(keys: KeyStoreAPI) -> int:
-    """Create a new KEK version, which wraps every new data key from now on; return it."""
+REWRAP_WORKER = "kek-rewrap"  # the background worker running ``KekRewrapJob``
+
+
+def rotate(keys: KeyStoreAPI, background: BackgroundWorkersAPI | None = None) -> int:
+    """Create a new KEK version, which wraps every new data key from now on; return it.
+    With ``background``, wake its re-wrap worker to start on the existing keys at once."""
     version = keys.rotate_kek()
     log.info("KEK rotated to version %d; existing data keys will be re-wrapped", version)
+    if background is not None:
+        background.wake(REWRAP_WORKER)
     return version
 
 
@@ -124,10 +131,14 @@ class RotationStatus:
     live: list[int]  # KEK versions the store still holds
     retired: list[int]  # versions destroyed
     unreadable: int  # records at a version the store no longer holds (should stay 0)
+    rewrap_error: str | None = None  # the re-wrap worker's last error (when asked)
 
 
-def rotation_status(keys: KeyStoreAPI, index: RecordIndexAPI) -> RotationStatus:
-    """Where rotation stands: current KEK, records per version, backlog, retired KEKs."""
+def rotation_status(
+    keys: KeyStoreAPI, index: RecordIndexAPI, background: BackgroundWorkersAPI | None = None
+) -> RotationStatus:
+    """Where rotation stands: current KEK, records per version, backlog, retired KEKs and,
+    with ``background``, the re-wrap worker's last error."""
     live = keys.kek_versions()
     current = keys.current_kek_version
     usage = index.kek_usage()
@@ -138,6 +149,7 @@ def rotation_status(keys: KeyStoreAPI, index: RecordIndexAPI) -> RotationStatus:
         live=live,
         retired=[v for v in range(1, current) if v not in live],
         unreadable=sum(n for v, n in usage.items() if v not in live),
+        rewrap_error=background.last_error(REWRAP_WORKER) if background is not None else None,
     )
 
 

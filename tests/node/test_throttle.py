@@ -609,6 +609,18 @@ def test_emr_node_run_leaves_forwarded_headers_to_the_throttle(
     monkeypatch.setattr(cli, "_build", lambda _s: SimpleNamespace(notes=[], hospital="0x0"))
     monkeypatch.setattr(node.api.app, "create_app", lambda _node: "app")
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(kw, app=app))
-    result = CliRunner().invoke(cli.app, ["run", "--data-dir", str(tmp_path)])
+    # One process: the app object itself.
+    result = CliRunner().invoke(cli.app, ["run", "--single-process", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert served["app"] == "app" and served["proxy_headers"] is False
+    # A worker and API processes: uvicorn's process manager with the app factory.
+    served.clear()
+    monkeypatch.setattr(cli, "_serve_api", cli._serve_api)  # the real one, uvicorn.run faked
+    import node.roles.supervisor as supervisor
+
+    monkeypatch.setattr(supervisor.WorkerSupervisor, "start", lambda _self, ready_timeout: True)
+    monkeypatch.setattr(supervisor.WorkerSupervisor, "stop", lambda _self: None)
+    result = CliRunner().invoke(cli.app, ["run", "--processes", "2", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert served["app"] == "node.api.asgi:create_api_app" and served["factory"] is True
+    assert served["workers"] == 2 and served["proxy_headers"] is False

@@ -25,8 +25,9 @@ def _reachable_workers(node: Node) -> list[BatchWorker]:
     holders: list[Any] = [node, node.zk] if node.zk is not None else [node]
     for holder in holders:
         for value in vars(holder).values():
-            if isinstance(value, BatchWorker) and all(value is not w for w in found):
-                found.append(value)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, BatchWorker) and all(item is not w for w in found):
+                    found.append(item)
     return found
 
 

@@ -10,7 +10,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from node.api.deps import AdminDep, HospitalDep, NodeDep
+from node.api.deps import (
+    AdminDep,
+    AuthDep,
+    BackgroundDep,
+    ChainDep,
+    DirectoryDep,
+    HospitalDep,
+    IndexDep,
+    KeysDep,
+    SettingsDep,
+)
 from node.api.schemas.common import Address, JsonBody
 from node.audit.key_log import acting_as
 from node.auth.principal import Role
@@ -102,11 +112,11 @@ _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
     "(admin)",
     responses={**_ADMIN_ONLY, 422: {"description": "malformed body (name, role, expires_in)"}},
 )
-def create_token(body: TokenIn, node: NodeDep, _admin: AdminDep) -> TokenOut:
+def create_token(body: TokenIn, settings: SettingsDep, auth: AuthDep, _admin: AdminDep) -> TokenOut:
     ttl = body.expires_in
-    if ttl is None and node.settings.api.token_ttl_days:
-        ttl = node.settings.api.token_ttl_days * 86400
-    issued = node.auth.issue_token(body.name, body.role, ttl=ttl)
+    if ttl is None and settings.api.token_ttl_days:
+        ttl = settings.api.token_ttl_days * 86400
+    issued = auth.issue_token(body.name, body.role, ttl=ttl)
     return TokenOut(
         id=issued.id,
         name=body.name,
@@ -122,8 +132,8 @@ def create_token(body: TokenIn, node: NodeDep, _admin: AdminDep) -> TokenOut:
     summary="List API tokens, expired and revoked ones too, without the tokens (admin)",
     responses=_ADMIN_ONLY,
 )
-def list_tokens(node: NodeDep, _admin: AdminDep) -> list[TokenInfoOut]:
-    return [TokenInfoOut.of(t) for t in node.auth.list_tokens()]
+def list_tokens(auth: AuthDep, _admin: AdminDep) -> list[TokenInfoOut]:
+    return [TokenInfoOut.of(t) for t in auth.list_tokens()]
 
 
 @router.post(
@@ -140,7 +150,7 @@ def list_tokens(node: NodeDep, _admin: AdminDep) -> list[TokenInfoOut]:
 )
 def revoke_token(
     token_id: TokenId,
-    node: NodeDep,
+    auth: AuthDep,
     admin: AdminDep,
     force: Annotated[
         bool,
@@ -150,7 +160,7 @@ def revoke_token(
         ),
     ] = False,
 ) -> TokenInfoOut:
-    revoked = node.auth.revoke_token(token_id, force=force)
+    revoked = auth.revoke_token(token_id, force=force)
     log.info("API token %s (%s) revoked by token %s", revoked.id, revoked.role, admin.token_id)
     return TokenInfoOut.of(revoked)
 
@@ -174,10 +184,9 @@ class KeyStatusOut(BaseModel):
     response_model=KeyRotationOut,
     summary="Rotate the KEK: new records use a new version, old keys are re-wrapped (admin)",
 )
-def rotate_keys(node: NodeDep, admin: AdminDep) -> KeyRotationOut:
+def rotate_keys(keys: KeysDep, background: BackgroundDep, admin: AdminDep) -> KeyRotationOut:
     with acting_as(f"token:{admin.name}"):
-        version = rotate(node.keys)
-    node.rewrap_worker.wake()
+        version = rotate(keys, background)
     return KeyRotationOut(version=version)
 
 
@@ -197,9 +206,9 @@ class SignerRotationOut(BaseModel):
     summary="Rotate the node's signing key: a new key, moved into the hospital's Consortium "
     "membership by a governance vote (admin)",
 )
-def rotate_signer(node: NodeDep, admin: AdminDep) -> SignerRotationOut:
+def rotate_signer(keys: KeysDep, chain: ChainDep, admin: AdminDep) -> SignerRotationOut:
     with acting_as(f"token:{admin.name}"):
-        r = start_signer_rotation(node.keys, node.chain)
+        r = start_signer_rotation(keys, chain)
     return SignerRotationOut(
         old_address=r.old_address,
         new_address=r.new_address,
@@ -213,8 +222,10 @@ def rotate_signer(node: NodeDep, admin: AdminDep) -> SignerRotationOut:
     response_model=KeyStatusOut,
     summary="KEK rotation status: current version, records per version, backlog (admin)",
 )
-def key_status(node: NodeDep, _admin: AdminDep) -> KeyStatusOut:
-    s = rotation_status(node.keys, node.index)
+def key_status(
+    keys: KeysDep, index: IndexDep, background: BackgroundDep, _admin: AdminDep
+) -> KeyStatusOut:
+    s = rotation_status(keys, index, background)
     return KeyStatusOut(
         current=s.current,
         usage=s.usage,
@@ -222,7 +233,7 @@ def key_status(node: NodeDep, _admin: AdminDep) -> KeyStatusOut:
         live=s.live,
         retired=s.retired,
         unreadable=s.unreadable,
-        rewrap_error=node.rewrap_worker.last_error,
+        rewrap_error=s.rewrap_error,
     )
 
 
@@ -238,8 +249,8 @@ def key_status(node: NodeDep, _admin: AdminDep) -> KeyStatusOut:
         422: {"description": "malformed body (address, role, licence_expiry)"},
     },
 )
-def add_clinician(body: ClinicianIn, node: NodeDep, _caller: HospitalDep) -> ClinicianOut:
-    c = node.directory.add_clinician(body.address, body.role, body.licence_expiry)
+def add_clinician(body: ClinicianIn, directory: DirectoryDep, _caller: HospitalDep) -> ClinicianOut:
+    c = directory.add_clinician(body.address, body.role, body.licence_expiry)
     return ClinicianOut(
         address=c.address, role=c.role, added_at=c.added_at, licence_expiry=c.licence_expiry
     )
@@ -250,10 +261,10 @@ def add_clinician(body: ClinicianIn, node: NodeDep, _caller: HospitalDep) -> Cli
     response_model=list[ClinicianOut],
     summary="List this hospital's clinicians (hospital)",
 )
-def list_clinicians(node: NodeDep, _caller: HospitalDep) -> list[ClinicianOut]:
+def list_clinicians(directory: DirectoryDep, _caller: HospitalDep) -> list[ClinicianOut]:
     return [
         ClinicianOut(
             address=c.address, role=c.role, added_at=c.added_at, licence_expiry=c.licence_expiry
         )
-        for c in node.directory.clinicians()
+        for c in directory.clinicians()
     ]

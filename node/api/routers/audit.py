@@ -7,7 +7,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from node.api.deps import AuditorDep, NodeDep, PrincipalDep
+from node.api.deps import (
+    AuditorDep,
+    BlobsDep,
+    ChainDep,
+    DirectoryDep,
+    IndexDep,
+    KeyAuditDep,
+    KeysDep,
+    MirrorDep,
+    PrincipalDep,
+)
 from node.api.schemas.common import (
     MAX_INT64,
     AddressParam,
@@ -23,9 +33,9 @@ from node.audit.mirror import verify_mirror
 from node.auth.principal import Role, WalletPrincipal
 from node.chain.models import AuditEvent
 from node.exceptions import Forbidden, NotFound
+from node.flows.anchor_key_audit import key_audit_addresses
 from node.flows.audit_trail import verify_record
 from node.flows.break_glass import disclose, disclose_event
-from node.wiring import key_audit_addresses
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -70,7 +80,9 @@ def _jsonable(value: Any) -> Any:
     summary="Audit events by patient, record, actor, time (auditor; a wallet: its own)",
 )
 def events(
-    node: NodeDep,
+    chain: ChainDep,
+    mirror: MirrorDep,
+    directory: DirectoryDep,
     principal: PrincipalDep,
     patient: Annotated[AddressParam | None, Query()] = None,
     record_id: Annotated[Hex32Param | None, Query()] = None,
@@ -100,19 +112,19 @@ def events(
     if source == "mirror":
         found = [
             AuditEvent(**e)
-            for e in node.mirror.mirrored_events(
+            for e in mirror.mirrored_events(
                 patient=patient, record_id=rid, actor=actor, since=since, until=until, limit=100_000
             )
         ]
     else:
-        found = node.chain.audit_events(patient=patient, record_id=rid, actor=actor)
+        found = chain.audit_events(patient=patient, record_id=rid, actor=actor)
     out = []
     for e in found:
         if (since is not None and e.timestamp < since) or (
             until is not None and e.timestamp > until
         ):
             continue
-        disclosure = disclose_event(e, reasons=node.directory)
+        disclosure = disclose_event(e, reasons=directory)
         reason = disclosure.commitment.reason if disclosure else None
         out.append(
             AuditEventOut(
@@ -137,7 +149,10 @@ def events(
 )
 def verify(
     record_id: Hex32Param,
-    node: NodeDep,
+    index: IndexDep,
+    chain: ChainDep,
+    blobs: BlobsDep,
+    keys: KeysDep,
     principal: PrincipalDep,
     content_hash: Annotated[
         Hex32Param | None, Query(description="hash to check; default the indexed one")
@@ -149,10 +164,10 @@ def verify(
     claimed = parse_hex32("content_hash", content_hash) if content_hash is not None else None
     v = verify_record(
         rid,
-        index=node.index,
-        chain=node.chain,
-        blobs=node.blobs,
-        keys=node.keys,
+        index=index,
+        chain=chain,
+        blobs=blobs,
+        keys=keys,
         claimed_content_hash=claimed,
     )
     return VerificationOut(
@@ -182,9 +197,11 @@ def verify(
         404: {"description": "this node stored no reason under that hash"},
     },
 )
-def reason(reason_hash: Hex32Param, node: NodeDep, _auditor: AuditorDep) -> StoredReasonOut:
+def reason(
+    reason_hash: Hex32Param, directory: DirectoryDep, _auditor: AuditorDep
+) -> StoredReasonOut:
     wanted = parse_hex32("reason_hash", reason_hash)
-    found = disclose(wanted, None, reasons=node.directory)
+    found = disclose(wanted, None, reasons=directory)
     if found is None:
         raise NotFound(f"no reason stored under {to_hex(wanted)}")
     return StoredReasonOut(
@@ -209,10 +226,12 @@ class MirrorVerificationOut(BaseModel):
     response_model=MirrorVerificationOut,
     summary="Check the SQL audit mirror against the chain, event by event (auditor token)",
 )
-def verify_audit_mirror(node: NodeDep, principal: PrincipalDep) -> MirrorVerificationOut:
+def verify_audit_mirror(
+    chain: ChainDep, mirror: MirrorDep, principal: PrincipalDep
+) -> MirrorVerificationOut:
     if isinstance(principal, WalletPrincipal) or not principal.has(Role.AUDITOR):
         raise Forbidden("verification needs an auditor token")
-    r = verify_mirror(chain=node.chain, mirror=node.mirror)
+    r = verify_mirror(chain=chain, mirror=mirror)
     return MirrorVerificationOut(
         consistent=r.consistent,
         cursor=r.cursor,
@@ -257,18 +276,19 @@ class KeyAuditOut(BaseModel):
     "(auditor token); verify=true recomputes the hash chain against the on-chain anchors",
 )
 def key_audit(
-    node: NodeDep,
+    key_log: KeyAuditDep,
+    chain: ChainDep,
     _auditor: AuditorDep,
     after: Annotated[int, Query(ge=0, le=MAX_INT64, description="entries with seq > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     action: Annotated[str | None, Query(description="e.g. kek.rotate, sign")] = None,
     verify: Annotated[bool, Query(description="recompute the chain, compare anchors")] = False,
 ) -> KeyAuditOut:
-    log = node.key_audit
+    log = key_log
     head = log.head()
     verification = None
     if verify:
-        anchors = node.chain.key_audit_anchors(key_audit_addresses(log, node.hospital))
+        anchors = chain.key_audit_anchors(key_audit_addresses(log, chain.hospital))
         v = verify_key_audit(log, anchors)
         verification = KeyAuditVerificationOut(
             valid=v.valid,

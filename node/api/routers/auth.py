@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from node.api.deps import NodeDep, WalletDep
+from node.api.deps import AuthDep, ChainDep, SettingsDep, WalletDep
 from node.api.identity import bearer_token
 from node.api.schemas.common import Address, HexBytes, to_bytes
 from node.auth import siwe
@@ -41,8 +41,10 @@ class SessionOut(BaseModel):
 @router.post(
     "/challenge", response_model=ChallengeOut, summary="Get a SIWE message to sign (anyone)"
 )
-def challenge(body: ChallengeIn, node: NodeDep) -> ChallengeOut:
-    api = node.settings.api
+def challenge(
+    body: ChallengeIn, settings: SettingsDep, chain: ChainDep, auth: AuthDep
+) -> ChallengeOut:
+    api = settings.api
     now = int(time.time())
     nonce = siwe.new_nonce()
     # From configuration only: the Host header is the caller's to choose (phishing proxies).
@@ -51,12 +53,12 @@ def challenge(body: ChallengeIn, node: NodeDep) -> ChallengeOut:
         domain=domain,
         address=body.address,
         uri=uri,
-        chain_id=node.chain.chain_id,
+        chain_id=chain.chain_id,
         nonce=nonce,
         issued_at=now,
         expires_at=now + api.challenge_ttl,
     )
-    node.auth.add_challenge(nonce, body.address, message, now + api.challenge_ttl)
+    auth.add_challenge(nonce, body.address, message, now + api.challenge_ttl)
     return ChallengeOut(message=message, nonce=nonce, expires_at=now + api.challenge_ttl)
 
 
@@ -71,9 +73,9 @@ def challenge(body: ChallengeIn, node: NodeDep) -> ChallengeOut:
         }
     },
 )
-def login(body: LoginIn, node: NodeDep) -> SessionOut:
+def login(body: LoginIn, settings: SettingsDep, auth: AuthDep) -> SessionOut:
     nonce = siwe.nonce_of(body.message)
-    issued = node.auth.take_challenge(nonce) if nonce else None
+    issued = auth.take_challenge(nonce) if nonce else None
     if issued is None:
         raise Unauthenticated("unknown or already used sign-in nonce: request a new challenge")
     address, message, expires_at = issued
@@ -81,12 +83,12 @@ def login(body: LoginIn, node: NodeDep) -> SessionOut:
         raise Unauthenticated("the message differs from the challenge this node issued")
     if expires_at < time.time():
         raise Unauthenticated("the sign-in challenge has expired: request a new one")
-    api = node.settings.api  # a challenge issued under another public URL is not for here
+    api = settings.api  # a challenge issued under another public URL is not for here
     if siwe.domain_of(message) != siwe.origin(api.resolved_public_url, api.siwe_domain)[0]:
         raise Unauthenticated("the challenge names another domain: request a new one")
     if siwe.recover_signer(message, to_bytes(body.signature)) != address:
         raise Unauthenticated(f"the signature was not made by {address}")
-    token, session_expiry = node.auth.create_session(address, node.settings.api.session_ttl)
+    token, session_expiry = auth.create_session(address, api.session_ttl)
     return SessionOut(token=token, address=address, expires_at=session_expiry)
 
 
@@ -102,7 +104,7 @@ def login(body: LoginIn, node: NodeDep) -> SessionOut:
     },
 )
 def logout(
-    node: NodeDep,
+    auth: AuthDep,
     wallet: WalletDep,
     request: Request,
     everywhere: Annotated[
@@ -110,9 +112,9 @@ def logout(
     ] = False,
 ) -> Response:
     if everywhere:
-        node.auth.revoke_sessions(wallet.address)
+        auth.revoke_sessions(wallet.address)
     else:
         token = bearer_token(request.scope["headers"])
         if token is not None:
-            node.auth.end_session(token)
+            auth.end_session(token)
     return Response(status_code=204)

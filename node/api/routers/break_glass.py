@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from node.api.deps import HospitalDep, NodeDep, WalletDep
+from node.api.deps import ChainDep, DirectoryDep, HospitalDep, SettingsDep, WalletDep
 from node.api.schemas.common import MAX_INT64, to_bytes, to_hex
 from node.api.schemas.consent import (
     BreakGlassFeedOut,
@@ -47,7 +47,13 @@ router = APIRouter(tags=["consent"])
         503: {"description": "the chain is unreachable"},
     },
 )
-def open_access(body: BreakGlassIn, node: NodeDep, caller: HospitalDep) -> BreakGlassOut:
+def open_access(
+    body: BreakGlassIn,
+    chain: ChainDep,
+    directory: DirectoryDep,
+    settings: SettingsDep,
+    caller: HospitalDep,
+) -> BreakGlassOut:
     result = open_break_glass(
         BreakGlassRequest(
             patient=body.patient,
@@ -58,10 +64,10 @@ def open_access(body: BreakGlassIn, node: NodeDep, caller: HospitalDep) -> Break
             approved_by=body.approved_by,
             opened_by=caller.name,
         ),
-        chain=node.chain,
-        clinicians=node.directory,
-        ledger=node.directory,
-        policy=node.settings.break_glass,
+        chain=chain,
+        clinicians=directory,
+        ledger=directory,
+        policy=settings.break_glass,
         now=int(time.time()),
     )
     salt = result.commitment.salt
@@ -95,16 +101,15 @@ def open_access(body: BreakGlassIn, node: NodeDep, caller: HospitalDep) -> Break
     },
 )
 def my_break_glass(
-    node: NodeDep,
+    chain: ChainDep,
+    directory: DirectoryDep,
     wallet: WalletDep,
     since: Annotated[
         int | None, Query(ge=0, le=MAX_INT64, description="unix seconds, inclusive")
     ] = None,
 ) -> BreakGlassFeedOut:
     now = int(time.time())
-    notices = break_glass_notices(
-        wallet.address, since=since, chain=node.chain, reasons=node.directory
-    )
+    notices = break_glass_notices(wallet.address, since=since, chain=chain, reasons=directory)
     return BreakGlassFeedOut(
         patient=wallet.address,
         as_of=now,

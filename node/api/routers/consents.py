@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
-from node.api.deps import NodeDep
+from node.api.deps import BackgroundDep, ChainDep, RelaysDep
 from node.api.schemas.common import MAX_INT64, Address, to_bytes, to_hex
 from node.api.schemas.consent import (
     ClassConsentOut,
@@ -20,13 +20,14 @@ from node.api.schemas.consent import (
     SignedRevoke,
     SignedRevokeClass,
 )
+from node.chain.abc import ChainClientAPI
 from node.chain.class_consents import ClassConsentGrant, ClassConsentRevoke
 from node.chain.models import ConsentGrant, ConsentRevoke, TxResult
-from node.consent.relay_queue import SignedConsent
+from node.consent.relay_queue import ConsentRelayQueue, SignedConsent
 from node.consent.typed_data import ANY_HOSPITAL, EIP712_DOMAIN_TYPE, PRIMARY_TYPES, ScopeKind
 from node.exceptions import NotFound
 from node.flows.relay_consent import relay_or_queue
-from node.wiring import Node
+from node.roles.abc import BackgroundWorkersAPI
 from zk.credentials import ROLES
 
 router = APIRouter(prefix="/consents", tags=["consent"])
@@ -59,8 +60,7 @@ class NonceOut(BaseModel):
     "of readers: `hospital` (a member id from `hospitals`, 0 = any member hospital) and "
     "`roles` (a mask over `roles`).",
 )
-def typed_data(node: NodeDep) -> TypedDataOut:
-    chain = node.chain
+def typed_data(chain: ChainDep) -> TypedDataOut:
     hospitals = {str(ANY_HOSPITAL): "any member hospital"}
     for address, name in chain.members():
         hospitals[str(chain.member_id(address))] = name
@@ -82,29 +82,32 @@ def typed_data(node: NodeDep) -> TypedDataOut:
     },
     summary="The patient's next consent nonce (anyone)",
 )
-def nonce(patient: Address, node: NodeDep) -> NonceOut:
-    return NonceOut(patient=patient, nonce=node.chain.consent_nonce(patient))
+def nonce(patient: Address, chain: ChainDep) -> NonceOut:
+    return NonceOut(patient=patient, nonce=chain.consent_nonce(patient))
 
 
 def _relay(
-    node: Node,
     consent: SignedConsent,
     body: SignedGrant | SignedRevoke | SignedGrantClass | SignedRevokeClass,
     response: Response,
+    *,
+    chain: ChainClientAPI,
+    relays: ConsentRelayQueue,
+    background: BackgroundWorkersAPI,
 ) -> RelayOut:
     result = relay_or_queue(
         consent,
         to_bytes(body.signature),
-        chain=node.chain,
-        queue=node.relays,
+        chain=chain,
+        queue=relays,
         signed_domain=body.domain,
+        background=background,
     )
     if isinstance(result, TxResult):
         return RelayOut(
             status="relayed", tx_hash=to_hex(result.tx_hash), block_number=result.block_number
         )
     response.status_code = 202
-    node.relay_worker.wake()
     return RelayOut(status="queued", relay_id=result)
 
 
@@ -126,7 +129,13 @@ _RELAY_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_RELAY_RESPONSES,
     summary="Relay a patient-signed Grant on-chain (anyone: the signature is the authority)",
 )
-def grant(body: SignedGrant, node: NodeDep, response: Response) -> RelayOut:
+def grant(
+    body: SignedGrant,
+    chain: ChainDep,
+    relays: RelaysDep,
+    background: BackgroundDep,
+    response: Response,
+) -> RelayOut:
     m = body.message
     consent = ConsentGrant(
         m.patient,
@@ -137,7 +146,7 @@ def grant(body: SignedGrant, node: NodeDep, response: Response) -> RelayOut:
         m.nonce,
         m.deadline,
     )
-    return _relay(node, consent, body, response)
+    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
 
 
 @router.post(
@@ -146,12 +155,18 @@ def grant(body: SignedGrant, node: NodeDep, response: Response) -> RelayOut:
     responses=_RELAY_RESPONSES,
     summary="Relay a patient-signed Revoke on-chain (anyone)",
 )
-def revoke(body: SignedRevoke, node: NodeDep, response: Response) -> RelayOut:
+def revoke(
+    body: SignedRevoke,
+    chain: ChainDep,
+    relays: RelaysDep,
+    background: BackgroundDep,
+    response: Response,
+) -> RelayOut:
     m = body.message
     consent = ConsentRevoke(
         m.patient, m.grantee, ScopeKind(m.scopeKind), to_bytes(m.scope), m.nonce, m.deadline
     )
-    return _relay(node, consent, body, response)
+    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
 
 
 @router.post(
@@ -164,7 +179,13 @@ def revoke(body: SignedRevoke, node: NodeDep, response: Response) -> RelayOut:
     "everything, until `expiresAt`. Readers of the class then read anonymously with a "
     "proof (POST /zk/records/{id}/read). 200 when relayed.",
 )
-def class_grant(body: SignedGrantClass, node: NodeDep, response: Response) -> RelayOut:
+def class_grant(
+    body: SignedGrantClass,
+    chain: ChainDep,
+    relays: RelaysDep,
+    background: BackgroundDep,
+    response: Response,
+) -> RelayOut:
     m = body.message
     consent = ClassConsentGrant(
         m.patient,
@@ -176,7 +197,7 @@ def class_grant(body: SignedGrantClass, node: NodeDep, response: Response) -> Re
         m.nonce,
         m.deadline,
     )
-    return _relay(node, consent, body, response)
+    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
 
 
 @router.post(
@@ -187,7 +208,13 @@ def class_grant(body: SignedGrantClass, node: NodeDep, response: Response) -> Re
     description="Ends the class consent with the same (hospital, roles, scope) from the next "
     "block on: the next anonymous read under it is refused. 200 when relayed.",
 )
-def class_revoke(body: SignedRevokeClass, node: NodeDep, response: Response) -> RelayOut:
+def class_revoke(
+    body: SignedRevokeClass,
+    chain: ChainDep,
+    relays: RelaysDep,
+    background: BackgroundDep,
+    response: Response,
+) -> RelayOut:
     m = body.message
     consent = ClassConsentRevoke(
         m.patient,
@@ -198,7 +225,7 @@ def class_revoke(body: SignedRevokeClass, node: NodeDep, response: Response) -> 
         m.nonce,
         m.deadline,
     )
-    return _relay(node, consent, body, response)
+    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
 
 
 def _role_names(mask: int) -> list[str]:
@@ -214,7 +241,7 @@ def _role_names(mask: int) -> list[str]:
     },
     summary="A patient's live reader-class consents, from the chain (anyone: they are public)",
 )
-def class_consents(patient: Address, node: NodeDep) -> ClassConsentsOut:
+def class_consents(patient: Address, chain: ChainDep) -> ClassConsentsOut:
     return ClassConsentsOut(
         patient=patient,
         consents=[
@@ -226,7 +253,7 @@ def class_consents(patient: Address, node: NodeDep) -> ClassConsentsOut:
                 scope=to_hex(c.scope),
                 expires_at=c.expires_at,
             )
-            for c in node.chain.class_consents(patient)
+            for c in chain.class_consents(patient)
         ],
     )
 
@@ -237,8 +264,8 @@ def class_consents(patient: Address, node: NodeDep) -> ClassConsentsOut:
     responses={404: {"description": "no queued consent with this id"}},
     summary="Status of a queued consent (anyone)",
 )
-def relay_status(relay_id: Annotated[int, Path(ge=1, le=MAX_INT64)], node: NodeDep) -> RelayOut:
-    item = node.relays.get(relay_id)
+def relay_status(relay_id: Annotated[int, Path(ge=1, le=MAX_INT64)], relays: RelaysDep) -> RelayOut:
+    item = relays.get(relay_id)
     if item is None:
         raise NotFound(f"no queued consent {relay_id}")
     return RelayOut(

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Path
 
-from node.api.deps import HospitalDep, NodeDep
+from node.api.deps import ChainDep, HospitalDep
 from node.api.schemas.common import to_hex
 from node.api.schemas.governance import PolicyCallOut, ProposalOut
 from node.chain.proposals import Proposal
@@ -65,8 +65,8 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "chain unr
     },
     summary="A Consortium proposal: kind, call, votes and state (anyone)",
 )
-def proposal(node: NodeDep, proposal_id: int = ProposalId) -> ProposalOut:
-    return proposal_out(get_proposal(proposal_id, chain=node.chain))
+def proposal(chain: ChainDep, proposal_id: int = ProposalId) -> ProposalOut:
+    return proposal_out(get_proposal(proposal_id, chain=chain))
 
 
 @router.post(
@@ -86,5 +86,5 @@ def proposal(node: NodeDep, proposal_id: int = ProposalId) -> ProposalOut:
     "majority of the current members, the proposal executes in the same transaction "
     "(`state` executed).",
 )
-def vote(node: NodeDep, _caller: HospitalDep, proposal_id: int = ProposalId) -> ProposalOut:
-    return proposal_out(vote_proposal(proposal_id, chain=node.chain))
+def vote(chain: ChainDep, _caller: HospitalDep, proposal_id: int = ProposalId) -> ProposalOut:
+    return proposal_out(vote_proposal(proposal_id, chain=chain))

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from node.api.deps import NodeDep
+from node.api.deps import (
+    AccessLogDep,
+    AuthDep,
+    BackgroundDep,
+    ChainDep,
+    HealthChecksDep,
+    IndexDep,
+    RelaysDep,
+    SettingsDep,
+    ThrottlesDep,
+)
 from node.api.identity import identify
+from node.audit.abc import AccessLogQueueAPI
 from node.auth.principal import Role, TokenPrincipal
-from node.wiring import Node
-from storage.abc import HealthCheckAPI
+from node.chain.abc import ChainClientAPI
+from node.consent.relay_queue import ConsentRelayQueue
+from node.roles.abc import BackgroundWorkersAPI
+from node.throttle import CallerThrottles
+from storage.abc import HealthCheckAPI, RecordIndexAPI
 
 router = APIRouter(tags=["node"])
 
@@ -43,19 +58,19 @@ class HealthOut(BaseModel):
 
 
 @router.get("/info", response_model=InfoOut, summary="This node, its chain and contracts (anyone)")
-def info(node: NodeDep) -> InfoOut:
-    d = node.chain.deployment
+def info(chain: ChainDep, settings: SettingsDep) -> InfoOut:
+    d = chain.deployment
     return InfoOut(
-        hospital=node.hospital,
-        hospital_name=node.settings.hospital_name,
-        chain_id=node.chain.chain_id,
+        hospital=chain.hospital,
+        hospital_name=settings.hospital_name,
+        chain_id=chain.chain_id,
         contracts={
             "Consortium": d.consortium,
             "RecordRegistry": d.record_registry,
             "ConsentRegistry": d.consent_registry,
             "AccessLog": d.access_log,
         },
-        members=[{"address": a, "name": n} for a, n in node.chain.members()],
+        members=[{"address": a, "name": n} for a, n in chain.members()],
     )
 
 
@@ -75,25 +90,58 @@ def _component(component: HealthCheckAPI) -> dict[str, Any]:
     return {"ok": health.ok, **health.details}
 
 
-def _report(node: Node) -> HealthOut:
+@dataclass(frozen=True)
+class HealthSources:
+    """What the health report reads."""
+
+    chain: ChainClientAPI
+    index: RecordIndexAPI
+    access_log: AccessLogQueueAPI
+    relays: ConsentRelayQueue
+    background: BackgroundWorkersAPI
+    throttles: CallerThrottles | None
+    checks: Mapping[str, HealthCheckAPI]  # components that depend on a service that can be down
+
+
+async def health_sources(
+    chain: ChainDep,
+    index: IndexDep,
+    access_log: AccessLogDep,
+    relays: RelaysDep,
+    background: BackgroundDep,
+    throttles: ThrottlesDep,
+    checks: HealthChecksDep,
+) -> HealthSources:
+    return HealthSources(chain, index, access_log, relays, background, throttles, checks)
+
+
+HealthSourcesDep = Annotated[HealthSources, Depends(health_sources)]
+
+
+def _report(src: HealthSources) -> HealthOut:
     components: dict[str, dict[str, Any]] = {
-        "chain": _probe(lambda: {"head_block": node.chain.head_block()}),
-        "index": _probe(lambda: {"pending_anchors": node.index.count_pending_anchors()}),
+        "chain": _probe(lambda: {"head_block": src.chain.head_block()}),
+        "index": _probe(lambda: {"pending_anchors": src.index.count_pending_anchors()}),
     }
-    for name, component in node.health_checks.items():
+    for name, component in src.checks.items():
         components[name] = _component(component)
-    if node.throttles is not None:
-        degraded = node.throttles.degraded
+    if src.throttles is not None:
+        degraded = src.throttles.degraded
         components["throttle"] = {"ok": not degraded, "mode": "local" if degraded else "shared"}
-    workers = {w.name: {"running": w.running, "last_error": w.last_error} for w in node.workers}
+    workers = {
+        name: {"running": s.running, "last_error": s.last_error}
+        for name, s in src.background.status().items()
+    }
+    if not workers:  # an API process whose worker role does not answer
+        components["worker"] = {"ok": False, "error": "the worker role cannot be reached"}
     healthy = all(c["ok"] for c in components.values()) and all(
         w["running"] and not w["last_error"] for w in workers.values()
     )
     return HealthOut(
         status="ok" if healthy else "degraded",
         pending_anchors=components["index"].get("pending_anchors", -1),
-        pending_access_log=node.access_log.count(),
-        pending_consent_relays=node.relays.count(),
+        pending_access_log=src.access_log.count(),
+        pending_consent_relays=src.relays.count(),
         components=components,
         workers=workers,
     )
@@ -106,8 +154,8 @@ _public: dict[int, tuple[float, Status]] = {}
 _public_lock = threading.Lock()
 
 
-def _public_status(node: Node) -> Status:
-    cached = _public.get(id(node))
+def _public_status(src: HealthSources) -> Status:
+    cached = _public.get(id(src.index))
     if cached is not None and time.monotonic() - cached[0] < _PUBLIC_TTL:
         return cached[1]
     # One report at a time; callers arriving meanwhile get the previous answer rather than
@@ -116,11 +164,11 @@ def _public_status(node: Node) -> Status:
         assert cached is not None
         return cached[1]
     try:
-        cached = _public.get(id(node))
+        cached = _public.get(id(src.index))
         if cached is not None and time.monotonic() - cached[0] < _PUBLIC_TTL:
             return cached[1]
-        status = _report(node).status
-        _public[id(node)] = (time.monotonic(), status)
+        status = _report(src).status
+        _public[id(src.index)] = (time.monotonic(), status)
         return status
     finally:
         _public_lock.release()
@@ -132,8 +180,8 @@ def _public_status(node: Node) -> Status:
     response_model_exclude_none=True,
     summary="Liveness for anyone; queues, components and workers for admin and auditor tokens",
 )
-def health(request: Request, node: NodeDep) -> HealthOut:
-    caller = identify(node, request.scope)
+def health(request: Request, auth: AuthDep, sources: HealthSourcesDep) -> HealthOut:
+    caller = identify(auth, request.scope)
     if isinstance(caller, TokenPrincipal) and caller.has(Role.AUDITOR):
-        return _report(node)
-    return HealthOut(status=_public_status(node))
+        return _report(sources)
+    return HealthOut(status=_public_status(sources))

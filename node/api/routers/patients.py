@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 
-from node.api.deps import HospitalDep, NodeDep
-from node.api.routers.records import erase_and_finish
+from node.api.deps import BackgroundDep, DirectoryDep, HospitalDep, IndexDep, KeyAuditDep
+from node.api.routers.records import erasure_out
 from node.api.schemas.common import AddressParam, parse_address
 from node.api.schemas.records import EraseIn, ErasureOut
 from node.exceptions import NotFound
-from node.flows.erase_record import patient_record_ids
+from node.flows.erase_record import erase_and_finish, patient_record_ids
 
 router = APIRouter(prefix="/patients", tags=["records"])
 
@@ -20,10 +22,26 @@ router = APIRouter(prefix="/patients", tags=["records"])
     summary="Erase every record of a patient (hospital token); re-running erases only what is left",
 )
 def erase_patient(
-    address: AddressParam, body: EraseIn, node: NodeDep, caller: HospitalDep
+    address: AddressParam,
+    body: EraseIn,
+    index: IndexDep,
+    directory: DirectoryDep,
+    key_audit: KeyAuditDep,
+    background: BackgroundDep,
+    caller: HospitalDep,
 ) -> ErasureOut:
     patient = parse_address("patient", address)
-    ids = patient_record_ids(patient, index=node.index)
+    ids = patient_record_ids(patient, index=index)
     if not ids:
         raise NotFound(f"no records of patient {patient}")
-    return erase_and_finish(node, ids, body.reason, caller)
+    result = erase_and_finish(
+        ids,
+        body.reason,
+        index=index,
+        reasons=directory,
+        key_audit=key_audit,
+        background=background,
+        now=int(time.time()),
+        requested_by=caller.name,
+    )
+    return erasure_out(result, index)

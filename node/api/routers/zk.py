@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
-from node.api.deps import AuditorDep, HospitalDep, NodeDep
+from node.api.deps import AuditorDep, ChainDep, DirectoryDep, HospitalDep, OptionalZkDep
 from node.api.schemas.common import Hex32Param, parse_hex32, to_hex
 from node.api.schemas.zk import (
     CredentialsIn,
@@ -46,10 +46,10 @@ from zk.credentials import ROLES, roles_from_mask
 router = APIRouter(prefix="/zk", tags=["zero-knowledge"])
 
 
-def get_zk(node: NodeDep) -> ZkAccessService:
-    if node.zk is None:
+async def get_zk(zk: OptionalZkDep) -> ZkAccessService:
+    if zk is None:
         raise NotFound("zero-knowledge access is not enabled on this node")
-    return node.zk
+    return zk
 
 
 ZkDep = Annotated[ZkAccessService, Depends(get_zk)]
@@ -157,11 +157,17 @@ def tree(zk: ZkDep) -> TreeOut:
         },
     ),
 )
-def issue(body: CredentialsIn, node: NodeDep, zk: ZkDep, _caller: HospitalDep) -> CredentialsOut:
+def issue(
+    body: CredentialsIn,
+    directory: DirectoryDep,
+    chain: ChainDep,
+    zk: ZkDep,
+    _caller: HospitalDep,
+) -> CredentialsOut:
     issued = issue_credentials(
         [IssueRequest(int(c.identity_commitment), c.clinician) for c in body.credentials],
-        directory=node.directory,
-        chain=node.chain,
+        directory=directory,
+        chain=chain,
         gate=zk.gate,
         mirror=zk.mirror,
     )
@@ -213,10 +219,8 @@ def _revoked(r: RevokedLeaf) -> RevokedOut:
         },
     ),
 )
-def revoke(body: RevokeIn, node: NodeDep, zk: ZkDep, _caller: HospitalDep) -> RevokedOut:
-    return _revoked(
-        revoke_credential(int(body.leaf), chain=node.chain, gate=zk.gate, mirror=zk.mirror)
-    )
+def revoke(body: RevokeIn, chain: ChainDep, zk: ZkDep, _caller: HospitalDep) -> RevokedOut:
+    return _revoked(revoke_credential(int(body.leaf), chain=chain, gate=zk.gate, mirror=zk.mirror))
 
 
 @router.post(
@@ -234,14 +238,12 @@ def revoke(body: RevokeIn, node: NodeDep, zk: ZkDep, _caller: HospitalDep) -> Re
     ),
 )
 def revoke_member(
-    body: RevokeMemberIn, node: NodeDep, zk: ZkDep, _caller: HospitalDep
+    body: RevokeMemberIn, chain: ChainDep, zk: ZkDep, _caller: HospitalDep
 ) -> RevokeMemberOut:
-    revoked = revoke_member_credentials(
-        body.hospital, chain=node.chain, gate=zk.gate, mirror=zk.mirror
-    )
+    revoked = revoke_member_credentials(body.hospital, chain=chain, gate=zk.gate, mirror=zk.mirror)
     return RevokeMemberOut(
         hospital=body.hospital,
-        hospital_id=node.chain.member_id(body.hospital),
+        hospital_id=chain.member_id(body.hospital),
         revoked=[_revoked(r) for r in revoked],
     )
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from node.api.deps import HospitalDep, NodeDep
+from node.api.deps import ChainDep, HospitalDep, OptionalZkDep
 from node.api.routers.governance import proposal_out, role_names
 from node.api.schemas.common import to_hex
 from node.api.schemas.governance import CategoryPolicyOut, PolicyProposalIn, PolicyProposalOut
@@ -21,7 +21,6 @@ from node.flows.govern_policy import (
     policy_proposals,
     propose_category_policy,
 )
-from node.wiring import Node
 from node.zkaccess.service import ZkAccessService
 
 router = APIRouter(prefix="/zk/policies", tags=["zero-knowledge", "governance"])
@@ -31,10 +30,11 @@ CategoryName = Annotated[
 ]
 
 
-def _zk(node: Node) -> ZkAccessService:
-    if node.zk is None:
+def _zk(zk: ZkAccessService | None) -> ZkAccessService:
+    # Checked in the route, after the body: a malformed body answers 422 even when disabled.
+    if zk is None:
         raise NotFound("zero-knowledge access is not enabled on this node")
-    return node.zk
+    return zk
 
 
 @router.post(
@@ -59,14 +59,13 @@ def _zk(node: Node) -> ZkAccessService:
 def propose(
     category: CategoryName,
     body: PolicyProposalIn,
-    node: NodeDep,
+    chain: ChainDep,
+    zk_service: OptionalZkDep,
     _caller: HospitalDep,
     response: Response,
 ) -> PolicyProposalOut:
-    zk = _zk(node)
-    made = propose_category_policy(
-        category, body.roles, chain=node.chain, gate=zk.gate.gate_address
-    )
+    zk = _zk(zk_service)
+    made = propose_category_policy(category, body.roles, chain=chain, gate=zk.gate.gate_address)
     if made.proposal.executed:
         response.status_code = 201
     mask = zk.gate.category_policy(made.category)
@@ -91,9 +90,9 @@ def propose(
     },
     summary="A category's roles policy now and the open proposals to change it (anyone)",
 )
-def policy(category: CategoryName, node: NodeDep) -> CategoryPolicyOut:
-    zk = _zk(node)
-    proposals = policy_proposals(category, chain=node.chain, gate=zk.gate.gate_address)
+def policy(category: CategoryName, chain: ChainDep, zk_service: OptionalZkDep) -> CategoryPolicyOut:
+    zk = _zk(zk_service)
+    proposals = policy_proposals(category, chain=chain, gate=zk.gate.gate_address)
     h = category_hash(category)
     mask = zk.gate.category_policy(h)
     return CategoryPolicyOut(

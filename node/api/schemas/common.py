@@ -56,6 +56,19 @@ HEX_SCHEMA: dict[str, Any] = {
 def _address(value: str) -> str:
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         raise ValueError("not an Ethereum address (0x followed by 40 hex digits)")
+    return _checksummed(value)
+
+
+# EIP-55 costs a keccak256 plus eth_utils' argument checks per call, and the same few
+# addresses (a hospital's patients, its clinicians) come back request after request.
+# Bounded: at most this many distinct spellings are kept (about 250 bytes each).
+_CHECKSUM_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=_CHECKSUM_CACHE_SIZE)
+def _checksummed(value: str) -> str:
+    """``value`` (0x and 40 hex digits) EIP-55 checksummed; ValueError (never cached) for
+    mixed case with a bad checksum."""
     digits = value[2:]
     if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(value):
         raise ValueError("mixed-case address with a bad EIP-55 checksum")

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from node.api.schemas.common import to_hex
+from node.api.schemas.common import (
+    CATEGORY_PATTERN,
+    MEDIA_TYPE_MAX_LENGTH,
+    MEDIA_TYPE_PATTERN,
+    Address,
+    Hex32,
+    to_hex,
+)
 from storage.models import AnchorReceipt, RecordRow
 
 
@@ -81,3 +88,47 @@ class ReceiptPublic(BaseModel):
             leaf=to_hex(receipt.leaf),
             proof=[to_hex(p) for p in receipt.proof],
         )
+
+
+# -- batch uploads ----------------------------------------------------------------------
+
+# A multipart part name a batch manifest can refer to (ASCII, no quotes: it is written into a
+# Content-Disposition header by the client).
+BATCH_PART_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+BATCH_MANIFEST_PART = "manifest"
+
+
+class BatchEntryIn(BaseModel):
+    """One record of ``POST /records/batch``: its fields and the name of its file part."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    part: str = Field(
+        pattern=BATCH_PART_PATTERN,
+        description="name of the multipart file part holding this record's content "
+        "(unique within the request, not 'manifest')",
+        examples=["r0"],
+        json_schema_extra={"not": {"const": BATCH_MANIFEST_PART}},
+    )
+    patient: Address = Field(description="the patient's wallet address")
+    category: str = Field(pattern=CATEGORY_PATTERN, description="e.g. lab, imaging, note")
+    content_type: str | None = Field(
+        None,
+        pattern=MEDIA_TYPE_PATTERN,
+        max_length=MEDIA_TYPE_MAX_LENGTH,
+        description="the record's media type; default: the file part's, else "
+        "application/octet-stream",
+    )
+    previous_id: Hex32 | None = Field(
+        None, description="an existing record of the same patient this one supersedes"
+    )
+
+    @field_validator("part")
+    @classmethod
+    def _not_the_manifest(cls, value: str) -> str:
+        if value == BATCH_MANIFEST_PART:
+            raise ValueError("'manifest' is the manifest's own part")
+        return value
+
+
+BatchManifest = TypeAdapter(list[BatchEntryIn])

@@ -2,6 +2,8 @@
 for reader-class consents."""
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -15,6 +17,7 @@ from node.consent.relay_queue import ConsentRelayQueue
 from node.consent.typed_data import domain, full_message
 from node.exceptions import InvalidRequest
 from node.flows.relay_consent import _signed_by_patient, drain_relays, relay_or_queue
+from tests.storage.sql_fixtures import SQL_BACKENDS, SqlDatabases, sql_databases
 
 
 class _Chain:
@@ -130,9 +133,14 @@ class _DownThenUp(_Chain):
         return TxResult(b"\x01" * 32, 7)
 
 
-def test_class_consents_queue_while_the_chain_is_away_and_drain(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=SQL_BACKENDS)
+def dbs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlDatabases]:
+    yield from sql_databases(request.param, tmp_path)
+
+
+def test_class_consents_queue_while_the_chain_is_away_and_drain(dbs: SqlDatabases) -> None:
     chain = _DownThenUp()
-    queue = ConsentRelayQueue(tmp_path / "node.sqlite")
+    queue = ConsentRelayQueue(dbs.connect())
     try:
         patient = Account.create()
         grant = _class_grant(patient.address, roles=0b101, hospital=1)

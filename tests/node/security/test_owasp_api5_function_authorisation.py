@@ -42,6 +42,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/auth/login"): ANYONE,
     ("POST", "/auth/logout"): WALLET,
     ("POST", "/records"): HOSPITAL,
+    ("POST", "/records/batch"): HOSPITAL,
     ("GET", "/records"): METADATA,
     ("GET", "/records/{record_id}"): METADATA,
     ("GET", "/records/{record_id}/receipt"): METADATA,

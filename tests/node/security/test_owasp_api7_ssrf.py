@@ -11,6 +11,7 @@ reaches the socket.
 from __future__ import annotations
 
 import ast
+import json
 import socket
 import threading
 import time
@@ -35,6 +36,17 @@ OUTBOUND = {
     "storage/backends/redis.py": "settings.storage.redis_url",
     "node/throttle.py": "settings.storage.redis_url (shared throttle buckets)",
     "storage/backends/mysql.py": "settings.storage.mysql_host/port",
+    "storage/sql.py": "settings.storage.mysql_host/port (the node's shared state)",
+    # The worker role's endpoint: API processes reach the worker at the URL in the lease
+    # row of the index database (written by the lease holder from settings.worker), else
+    # settings.worker; requests carry the worker secret, so the index database is trusted
+    # like the key store (docs/scaling.md).
+    "node/chain/sender.py": "the worker role's URL (lease row or settings.worker)",
+    "node/chain/worker_rpc.py": "the worker role's URL (lease row or settings.worker)",
+    "node/roles/control.py": "the worker role's URL (lease row or settings.worker)",
+    "node/chain/worker_endpoint.py": "listens on settings.worker.host/port; connects nowhere",
+    "node/roles/supervisor.py": "settings.worker (waits for its own child's endpoint)",
+    "node/wiring.py": "socket.gethostname() for the lease holder's name; connects nowhere",
     # client side: the CLI, the Python client, the demo and the benchmark call a node
     "node/client.py": "the node URL its user passes",
     "node/cli/main.py": "the node URL on the command line",
@@ -234,7 +246,12 @@ def test_no_url_sent_to_any_route_is_fetched(
                     elif "multipart/form-data" in content:
                         schema = content["multipart/form-data"]["schema"]
                         fields = _fill(schema, components, url)
-                        kwargs["data"] = {k: v for k, v in fields.items() if k != "file"}
+                        # Structured fields (the batch manifest) travel as JSON text.
+                        kwargs["data"] = {
+                            k: v if isinstance(v, str) else json.dumps(v)
+                            for k, v in fields.items()
+                            if k != "file"
+                        }
                         kwargs["files"] = {"file": ("r", url.encode(), "text/uri-list")}
                     r = http.request(method, target, **kwargs)
                     assert r.status_code < 500, (method, path, r.text[:200])
