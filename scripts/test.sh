@@ -8,5 +8,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 bash scripts/services.sh start
 bash scripts/softhsm.sh install  # tests make their own tokens
+bash scripts/bench_tools.sh      # wrk (Debian): the benchmark script's end-to-end test drives it
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
