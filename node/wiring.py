@@ -10,7 +10,6 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from node.flows.upload_record import HospitalNamespace, UploadRequest
 from node.roles.abc import BackgroundWorkersAPI
 from node.roles.control import InProcessWorkers, RemoteWorkers
 from node.roles.lease import LeaseKeeper
+from node.roles.locator import WorkerLocator
 from node.settings import Settings
 from node.throttle import CallerThrottles
 from node.workers import BatchWorker
@@ -417,7 +417,7 @@ def _api_web3(settings: Settings, locator: WorkerLocator, secret: bytes) -> Web3
         from node.chain.external import connect_rpc
 
         return connect_rpc(settings.chain.rpc_url)
-    return connect_worker_rpc(locator(), secret)
+    return connect_worker_rpc(locator, secret)  # follows the lease holder
 
 
 def _manifest_path(settings: Settings, data_dir: Path) -> Path:
@@ -769,32 +769,6 @@ def _lease_keeper(
     return keeper
 
 
-class WorkerLocator:
-    """Where the worker role is: its lease row's URL, re-read every few seconds (a standby
-    taking over may listen elsewhere), else the configured address."""
-
-    TTL = 2.0
-
-    def __init__(self, leases: WorkerLeaseAPI, default: str) -> None:
-        self._leases = leases
-        self._default = default
-        self._cached: tuple[float, str] | None = None
-
-    def __call__(self) -> str:
-        now = time.monotonic()
-        if self._cached is not None and now - self._cached[0] < self.TTL:
-            return self._cached[1]
-        try:
-            lease = self._leases.current(WORKER_LEASE)
-        except Exception:  # the database is down: keep the last known address
-            lease = None
-        url = lease.url if lease is not None and lease.url else self._default
-        if self._cached is not None and lease is None:
-            url = self._cached[1]
-        self._cached = (now, url)
-        return url
-
-
 def build_node(settings: Settings, role: NodeRole = "all") -> Node:
     """Assemble a node from ``settings``: the embedded default (py-evm chain, SQLite blobs and
     index, in-process cache, software key store, all under ``data_dir``) or any mix of
@@ -851,7 +825,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         embedded: EmbeddedChain | None = None
         if role == "api":
             secret = _worker_secret(settings, keys)
-            locator = WorkerLocator(index, settings.worker.resolved_url)
+            locator = WorkerLocator(index, WORKER_LEASE, settings.worker.resolved_url)
             w3 = _api_web3(settings, locator, secret)
             deployment = _existing_deployment(settings, w3, data_dir)
             sender = RemoteTransactionSender(locator, secret, w3)

@@ -6,7 +6,11 @@ The secret is raw bytes on both sides; on the wire it is ``Authorization: Bearer
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import requests
+from eth_typing import URI
 from requests.adapters import HTTPAdapter
 from web3 import HTTPProvider, Web3
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
@@ -38,9 +42,29 @@ def worker_session(secret: bytes, *, pool_size: int = 32) -> requests.Session:
     return session
 
 
-def connect_worker_rpc(url: str, secret: bytes, *, timeout: float = 30.0) -> Web3:
+class _WorkerProvider(HTTPProvider):
+    """An HTTPProvider whose endpoint follows the worker role: a standby that takes over
+    the lease may listen elsewhere, and the next request goes there."""
+
+    def __init__(self, url_of: Callable[[], str], **kwargs: Any) -> None:
+        self._url_of = url_of
+        super().__init__(url_of().rstrip("/") + "/rpc", **kwargs)
+
+    @property  # type: ignore[override]
+    def endpoint_uri(self) -> URI:
+        return URI(self._url_of().rstrip("/") + "/rpc")
+
+    @endpoint_uri.setter
+    def endpoint_uri(self, _value: object) -> None:  # HTTPProvider.__init__ sets it
+        return
+
+
+def connect_worker_rpc(
+    url: str | Callable[[], str], secret: bytes, *, timeout: float = 30.0
+) -> Web3:
     """A ``Web3`` reading the chain through the worker at ``url`` (its base URL, e.g.
-    ``http://127.0.0.1:8701``; ``/rpc`` is appended).
+    ``http://127.0.0.1:8701``; ``/rpc`` is appended), or at whatever ``url()`` answers at
+    each request (``node.roles.locator.WorkerLocator``: the lease holder's address).
 
     Requests share one pooled keep-alive session; read requests are retried three times
     (0.1 s backoff) when the connection fails. ``eth_chainId`` is cached. Nothing is asked
@@ -48,8 +72,8 @@ def connect_worker_rpc(url: str, secret: bytes, *, timeout: float = 30.0) -> Web
     Transactions cannot go this way (the worker refuses sends on ``/rpc``): use a
     ``RemoteTransactionSender``.
     """
-    provider = HTTPProvider(
-        url.rstrip("/") + "/rpc",
+    provider = _WorkerProvider(
+        (lambda: url) if isinstance(url, str) else url,
         request_kwargs={"timeout": timeout},
         session=worker_session(secret),
         cache_allowed_requests=True,

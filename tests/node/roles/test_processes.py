@@ -176,6 +176,12 @@ def test_worker_killed_mid_burst_a_standby_takes_over_and_anchors_each_record_on
         assert hospital.wait_anchored(rid, timeout=120)["status"] == "anchored"
     status = admin.health()
     assert status["workers"], status
+    # The API process follows the new holder (another port) for chain reads and sends.
+    clinician = Account.create()
+    public = EmrClient(url)
+    assert public.grant(patient, clinician.address, Scope.category("lab"))["status"] == "relayed"
+    rid, content = next(iter(acknowledged.items()))
+    assert public.read(rid, public.login(clinician)).content == content
     cluster.close()
     # The standby took the lease with the next fence and did the anchoring after the kill.
     assert "lease fence 2" in cluster.logs[1].read_text(), cluster.output()
