@@ -154,7 +154,8 @@ def start_ceiling(
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     if processes > 1:
-        cmd += ["--workers", str(processes)]
+        # The same server as the node's API processes: they take turns accepting.
+        cmd += ["--workers", str(processes), "--loop", "node.api.server:TakingTurnsEventLoop"]
     env = dict(tree_env(tree), EMR_BENCH_CEILING_CONTENT=str(content_file))
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tree)

@@ -32,11 +32,40 @@ def server_options(api: ApiSettings) -> dict[str, Any]:
     return options
 
 
-def process_server_options(api: ApiSettings) -> dict[str, Any]:
+class TakingTurnsEventLoop(asyncio.SelectorEventLoop):
+    """An event loop for API processes that share one listening socket: it accepts one
+    connection each time the socket is readable, so the processes take turns.
+
+    uvicorn's worker processes all wait on the socket their manager opened; the one that
+    wakes first would otherwise accept every connection queued (asyncio accepts up to the
+    backlog per wake-up, libuv until the queue is empty), and a client opening its
+    keep-alive connections in a burst (a load test, an EHR's connection pool) would have all
+    of them served by one process while the others idle. uvicorn takes a custom loop
+    factory by import string (``loop=``)."""
+
+    def _accept_connection(  # type: ignore[override]
+        self,
+        protocol_factory: Any,
+        sock: Any,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super()._accept_connection(  # type: ignore[misc]
+            protocol_factory, sock, sslcontext, server, 1, *args, **kwargs
+        )
+
+
+def process_server_options(api: ApiSettings, processes: int = 1) -> dict[str, Any]:
     """``server_options`` for uvicorn's worker processes: the protocol class must be
     importable (the config is pickled for each process), so each process sets the module
-    class's limits from its settings (``configure_bounded_protocol``, in the app factory)."""
+    class's limits from its settings (``configure_bounded_protocol``, in the app factory).
+    Several processes take turns accepting connections (``TakingTurnsEventLoop``)."""
     options: dict[str, Any] = {"h11_max_incomplete_event_size": api.max_header_bytes}
+    if processes > 1:
+        options["loop"] = "node.api.server:TakingTurnsEventLoop"
     if HttpToolsProtocol is not None:
         options["http"] = BoundedHttpToolsProtocol
     return options

@@ -68,7 +68,7 @@ def _serve_api(settings: Settings, processes: int) -> None:
         log_level="warning",
         proxy_headers=False,
         timeout_graceful_shutdown=30,
-        **process_server_options(api),  # bounded request heads (size and time)
+        **process_server_options(api, processes),  # bounded heads; processes take turns
     )
 
 
