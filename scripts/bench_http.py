@@ -6,6 +6,7 @@ ceiling measured minutes apart is what to compare between runs.
     bash scripts/bench_tools.sh                     # wrk (Debian) and py-spy, once
     .venv/bin/python scripts/bench_http.py --scenario upload [--processes N] [--duration 10]
     .venv/bin/python scripts/bench_http.py --scenario read
+    .venv/bin/python scripts/bench_http.py --scenario batch [--batch-records 100]
     .venv/bin/python scripts/bench_http.py --scenario upload --profile build/profiles
     .venv/bin/python scripts/bench_http.py --production --scenario upload
         MariaDB, Redis, 2 IPFS daemons (replication 2), a SoftHSM2 token and a hardhat
@@ -15,9 +16,11 @@ ceiling measured minutes apart is what to compare between runs.
 
 upload: wrk POSTs a 4 KiB multipart record per request (patient rotating over --patients
 addresses) with a hospital token; after the burst the script waits until every record is
-anchored and prints the seconds from the burst's end. read: one record is uploaded for a
-fresh patient wallet, the wallet signs in (SIWE) and wrk GETs the record's content with the
-session. Both print the RSS of every node process near the end of the burst.
+anchored and prints the seconds from the burst's end. batch: the same with POST
+/records/batch, --batch-records 4 KiB records per request (a JSON manifest part and one file
+part per record); reports records/s (requests/s x K) besides requests/s. read: one record is
+uploaded for a fresh patient wallet, the wallet signs in (SIWE) and wrk GETs the record's
+content with the session. All print the RSS of every node process near the end of the burst.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from eth_account.messages import encode_defunct
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "scripts" / "bench_http.lua"
 CONTENT_SIZE = 4096
+BATCH_MAX_RECORDS = 1000  # api.batch_max_records' default
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -544,6 +548,7 @@ class Outcome:
     drain_s: float | None = None
     drain_what: str = ""
     records: int | None = None
+    records_per_request: int = 1
     rss: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[Path] = field(default_factory=list)
 
@@ -589,6 +594,10 @@ def bench(args: argparse.Namespace) -> Outcome:
             if args.scenario == "upload":
                 lua_args = ["upload", token, str(patients_file), str(content_file)]
                 ceiling_path = ""
+            elif args.scenario == "batch":
+                lua_args = ["batch", token, str(patients_file), str(content_file)]
+                lua_args.append(str(args.batch_records))
+                ceiling_path = ""
             else:
                 wallet = Account.create()
                 record_id = upload_one(url, token, wallet.address, content)
@@ -601,7 +610,8 @@ def bench(args: argparse.Namespace) -> Outcome:
                 lua_args = ["read", session, path]
                 ceiling_path = path
             tag = args.scenario + ("-gil" if args.gil else "")
-            queue = "pending_anchors" if args.scenario == "upload" else "pending_access_log"
+            writes = args.scenario in ("upload", "batch")
+            queue = "pending_anchors" if writes else "pending_access_log"
             with (
                 RssSampler(proc.pid, worker_port) as rss,
                 profiling(proc.pid, args.profile, args.duration - 2, tag, args.gil) as profiles,
@@ -610,7 +620,7 @@ def bench(args: argparse.Namespace) -> Outcome:
             burst_end = time.perf_counter()
             drain = drain_time(url, admin, queue, burst_end)
             records = None
-            if args.scenario == "upload":
+            if writes:
                 records = count_records(url, token, patients)
         finally:
             stop(proc)
@@ -636,8 +646,9 @@ def bench(args: argparse.Namespace) -> Outcome:
         node=node_result,
         ceiling=ceiling,
         drain_s=round(drain, 2),
-        drain_what="all anchored" if args.scenario == "upload" else "access log flushed",
+        drain_what="all anchored" if writes else "access log flushed",
         records=records,
+        records_per_request=args.batch_records if args.scenario == "batch" else 1,
         rss=rss.rows(),
         profiles=profiles,
     )
@@ -662,15 +673,18 @@ def count_records(url: str, token: str, patients: list[str]) -> int:
 
 def report(o: Outcome) -> str:
     n, c = o.node, o.ceiling
+    k = o.records_per_request
     head = (
-        "| scenario | processes | req/s | p50 ms | p95 ms | p99 ms | errors "
-        "| ceiling req/s | ceiling p95 ms | ratio |"
+        "| scenario | processes | req/s | records/s | p50 ms | p95 ms | p99 ms | errors "
+        "| ceiling req/s | ceiling records/s | ceiling p95 ms | ratio |"
     )
+    scenario = o.scenario + (f" ({k} records/request)" if k > 1 else "")
     lines = [
         head,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {o.scenario} | {o.processes} | {n.rps:,.0f} | {n.p50_ms} | {n.p95_ms} | {n.p99_ms} "
-        f"| {n.errors} | {c.rps:,.0f} | {c.p95_ms} | {n.rps / c.rps:.2f} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {scenario} | {o.processes} | {n.rps:,.1f} | {n.rps * k:,.0f} | {n.p50_ms} "
+        f"| {n.p95_ms} | {n.p99_ms} | {n.errors} | {c.rps:,.1f} | {c.rps * k:,.0f} "
+        f"| {c.p95_ms} | {n.rps / c.rps:.2f} |",
         "",
     ]
     if n.statuses:
@@ -690,7 +704,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", choices=["upload", "read"], default="upload")
+    parser.add_argument("--scenario", choices=["upload", "batch", "read"], default="upload")
     parser.add_argument("--processes", type=int, default=1, help="API processes (emr-node run)")
     parser.add_argument(
         "--single-process",
@@ -700,7 +714,14 @@ def main() -> None:
     parser.add_argument("--production", action="store_true")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--patients", type=int, default=8, help="upload: patients to rotate")
+    parser.add_argument("--patients", type=int, default=8, help="upload, batch: patients to rotate")
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=100,
+        metavar="K",
+        help=f"batch: 4 KiB records per request (1..{BATCH_MAX_RECORDS})",
+    )
     parser.add_argument("--rpc-url", default="http://127.0.0.1:8545")
     parser.add_argument(
         "--ipfs", nargs="+", default=["http://127.0.0.1:5001", "http://127.0.0.1:5002"]
@@ -713,6 +734,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--summarize", type=Path, nargs="+", help="summarize py-spy raw files")
     args = parser.parse_args()
+    if not 1 <= args.batch_records <= BATCH_MAX_RECORDS:
+        parser.error(f"--batch-records: 1..{BATCH_MAX_RECORDS}")
     if args.summarize:
         print(summarize_profile(args.summarize))
         return
@@ -732,6 +755,9 @@ def main() -> None:
             "drain_s": outcome.drain_s,
             "drain_what": outcome.drain_what,
             "records": outcome.records,
+            "records_per_request": outcome.records_per_request,
+            "records_per_s": round(outcome.node.rps * outcome.records_per_request, 1),
+            "ceiling_records_per_s": round(outcome.ceiling.rps * outcome.records_per_request, 1),
             "rss": outcome.rss,
         }
         args.json.write_text(json.dumps(data, indent=2))

@@ -1,8 +1,10 @@
-"""scripts/bench_http.py: wrk's result line, the py-spy summary, and (when wrk is installed)
-one short run of each scenario end to end. No timing is asserted."""
+"""scripts/bench_http.py: wrk's result line, the py-spy summary, the report, the ceiling's batch
+route, and (when wrk is installed) one short run of each scenario end to end. No timing is
+asserted."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import shutil
@@ -10,20 +12,32 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_http", ROOT / "scripts/bench_http.py")
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_http"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return _load("bench_http")
+
+
+def _wrk_result(bench: ModuleType, rps: float) -> object:
+    return bench.WrkResult(
+        requests=int(rps), seconds=1.0, rps=rps, p50_ms=1.0, p95_ms=2.0, p99_ms=3.0, errors=0
+    )
 
 
 def test_parse_wrk_result(bench: ModuleType) -> None:
@@ -57,13 +71,58 @@ def test_summarize_profile(bench: ModuleType, tmp_path: Path) -> None:
     assert "| 10 | 25.0 | `HTTP: multipart parsing` |" in summary
 
 
+def test_report_batch_records_per_second(bench: ModuleType) -> None:
+    outcome = bench.Outcome(
+        scenario="batch",
+        processes=2,
+        node=_wrk_result(bench, 36.4),
+        ceiling=_wrk_result(bench, 233.3),
+        drain_s=1.5,
+        drain_what="all anchored",
+        records=3640,
+        records_per_request=100,
+    )
+    row = bench.report(outcome).splitlines()[2]
+    assert row.startswith("| batch (100 records/request) | 2 | 36.4 | 3,640 | 1.0 |")
+    assert "| 233.3 | 23,330 | 2.0 | 0.16 |" in row
+
+
+def test_ceiling_batch_reads_manifest_and_files() -> None:
+    """The ceiling's POST /records/batch takes node/client.py's body and answers one result
+    per entry, in order."""
+    ceiling = _load("bench_ceiling")
+    patients = ["0x" + f"{i:040x}" for i in range(1, 4)]
+    manifest = [
+        {"part": f"r{i}", "patient": p, "category": "lab", "content_type": "text/plain"}
+        for i, p in enumerate(patients)
+    ]
+    files = [(f"r{i}", (f"r{i}", b"x" * (i + 1), "text/plain")) for i in range(len(patients))]
+    parts = [("manifest", (None, json.dumps(manifest), "application/json")), *files]
+
+    async def post(body: list[Any]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=ceiling.create_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://ceiling") as c:
+            return await c.post("/records/batch", files=body)
+
+    r = asyncio.run(post(parts))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert [b["patient"].lower() for b in body] == patients
+    assert [b["size"] for b in body] == [1, 2, 3]
+    assert {b["content_type"] for b in body} == {"text/plain"}
+    missing = asyncio.run(post(parts[:-1]))
+    assert missing.status_code == 422
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk: bash scripts/bench_tools.sh")
-@pytest.mark.parametrize("scenario", ["upload", "read"])
+@pytest.mark.parametrize("scenario", ["upload", "batch", "read"])
 def test_runs_end_to_end(scenario: str, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     cmd = [sys.executable, str(ROOT / "scripts/bench_http.py"), "--scenario", scenario]
     cmd += ["--duration", "2", "--connections", "4", "--json", str(out)]
+    if scenario == "batch":
+        cmd += ["--batch-records", "20"]
     subprocess.run(cmd, check=True, cwd=ROOT, timeout=300, capture_output=True)
     result = json.loads(out.read_text())
     assert result["node"]["requests"] > 0 and result["ceiling"]["requests"] > 0
@@ -71,3 +130,7 @@ def test_runs_end_to_end(scenario: str, tmp_path: Path) -> None:
     assert result["rss"] and all(r["rss_mb"] > 0 for r in result["rss"])
     if scenario == "upload":
         assert result["records"] >= result["node"]["requests"]  # every one stored, anchored
+    if scenario == "batch":
+        assert result["records_per_request"] == 20
+        assert result["records"] >= 20 * result["node"]["requests"]
+        assert result["records_per_s"] == pytest.approx(20 * result["node"]["rps"], abs=0.1)
