@@ -31,7 +31,6 @@ from node.flows.upload_record import UploadRequest
 from node.roles.abc import BackgroundWorkersAPI
 from node.settings import Settings
 from node.throttle import CallerThrottles
-from node.wiring import Node
 from node.zkaccess.service import ZkAccessService
 from storage.abc import AuditMirrorAPI, BlobStoreAPI, CacheAPI, HealthCheckAPI, RecordIndexAPI
 from storage.models import RecordRow
@@ -43,15 +42,6 @@ _bearer = HTTPBearer(
 
 def _node(request: Request) -> Any:
     return request.app.state.node
-
-
-async def get_node(request: Request) -> Node:
-    """The whole node: for the few routes not yet converted to the services they use."""
-    node: Node = _node(request)
-    return node
-
-
-NodeDep = Annotated[Node, Depends(get_node)]
 
 
 async def get_settings(request: Request) -> Settings:

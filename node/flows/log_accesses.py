@@ -6,6 +6,8 @@ from node.audit.abc import AccessLogQueueAPI
 from node.chain.abc import ChainClientAPI
 from node.chain.client import MAX_ACCESS_BATCH
 
+ACCESS_LOG_WORKER = "access-log"  # the background worker that runs flush_access_log
+
 
 def flush_access_log(
     *, queue: AccessLogQueueAPI, chain: ChainClientAPI, limit: int, fence: int | None = None

@@ -18,7 +18,9 @@ from node.chain.models import AccessEntry
 from node.consent.abc import AccessDeciderAPI
 from node.consent.typed_data import AccessBasis, category_hash
 from node.exceptions import ConsentDenied, Erased
+from node.flows.log_accesses import ACCESS_LOG_WORKER
 from node.flows.record_binding import row_aad
+from node.roles.abc import BackgroundWorkersAPI
 from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.cid import cid_for
 from storage.exceptions import IntegrityError
@@ -180,6 +182,7 @@ async def read_record_async(
     access_log: AccessLogQueueAPI,
     cache: CacheAPI | None = None,
     affiliation: Callable[[], str | None] = lambda: None,
+    background: BackgroundWorkersAPI | None = None,
 ) -> RecordContent:
     """``read_record`` for an ``async def`` route: the blocking part (index, decision,
     fetch, unwrap and decrypt) runs in a worker thread, then the access entry's commit is
@@ -187,18 +190,22 @@ async def read_record_async(
     the group commit. The content is returned only after the entry is durable, as with
     ``read_record``. ``affiliation`` (the hospital the requester works for, if any) is
     called in the worker thread, and only for a requester other than the patient."""
-    opened = await anyio.to_thread.run_sync(
-        functools.partial(
-            _decide_and_open,
-            record_id,
-            requester,
-            index=index,
-            blobs=blobs,
-            keys=keys,
-            access=access,
-            cache=cache,
-            affiliation=affiliation,
+    try:
+        opened = await anyio.to_thread.run_sync(
+            functools.partial(
+                _decide_and_open,
+                record_id,
+                requester,
+                index=index,
+                blobs=blobs,
+                keys=keys,
+                access=access,
+                cache=cache,
+                affiliation=affiliation,
+            )
         )
-    )
-    await access_log.enqueue_async([opened.entry(requester)])
-    return opened.result(requester)
+        await access_log.enqueue_async([opened.entry(requester)])
+        return opened.result(requester)
+    finally:
+        if background is not None:  # granted or denied, an access was queued for the chain
+            background.queued(ACCESS_LOG_WORKER, 1)

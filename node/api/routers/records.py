@@ -19,12 +19,17 @@ from starlette.datastructures import UploadFile as FormFile
 from starlette.exceptions import HTTPException
 
 from node.api.deps import (
+    AccessDep,
+    AccessLogDep,
     BackgroundDep,
+    BlobsDep,
+    CacheDep,
+    ChainDep,
     DirectoryDep,
     HospitalDep,
     IndexDep,
     KeyAuditDep,
-    NodeDep,
+    KeysDep,
     PrincipalDep,
     SettingsDep,
     UploadsDep,
@@ -58,7 +63,6 @@ from node.exceptions import Conflict, Forbidden, InvalidRequest, PayloadTooLarge
 from node.flows.erase_record import ErasureResult, erase_and_finish
 from node.flows.read_record import read_record_async
 from node.flows.upload_record import UploadRequest, check_upload
-from node.wiring import Node
 from storage.abc import RecordIndexAPI
 from storage.models import RecordRow
 
@@ -86,8 +90,9 @@ def _may_see_metadata(principal: PrincipalDep, row: RecordRow) -> None:
     summary="Upload a record for a patient (hospital API token)",
 )
 async def upload(
-    request: Request,
-    node: NodeDep,
+    settings: SettingsDep,
+    index: IndexDep,
+    uploads: UploadsDep,
     _caller: HospitalDep,
     file: Annotated[
         UploadFile,
@@ -103,7 +108,7 @@ async def upload(
         Hex32Param | None, Form(description="record this one supersedes")
     ] = None,
 ) -> RecordPublic:
-    limit = node.settings.api.max_upload_bytes
+    limit = settings.api.max_upload_bytes
     patient_address = parse_address("patient", patient)
     if not _CATEGORY.fullmatch(category):
         raise InvalidRequest("category: 1-64 of a-z 0-9 _ . - starting with a letter or digit")
@@ -118,9 +123,9 @@ async def upload(
     prev = parse_hex32("previous_id", previous_id) if previous_id is not None else None
     request = UploadRequest(patient_address, category, media_type, content, prev)
     if prev is not None:  # an index read: a bad request must not fail its batch-mates
-        await run_in_threadpool(check_upload, request, node.index)
+        await run_in_threadpool(check_upload, request, index)
     # Awaited on the event loop: no thread waits for the group commit.
-    row = await node.uploads.submit_async(request)
+    row = await uploads.submit_async(request)
     return RecordPublic.of(row, anchored=False)
 
 
@@ -360,10 +365,6 @@ def receipt(record_id: Hex32Param, index: IndexDep, principal: PrincipalDep) -> 
     return ReceiptPublic.of(rid, index.get_receipt(rid))
 
 
-def _affiliation(node: Node, address: str) -> str | None:
-    return node.hospital if node.directory.clinician(address) is not None else None
-
-
 @router.get(
     "/{record_id}/content",
     summary="Read a record (wallet session: the patient, or a grantee with on-chain consent)",
@@ -373,26 +374,38 @@ def _affiliation(node: Node, address: str) -> str | None:
         410: {"description": "the record was erased: only its anchored hash remains"},
     },
 )
-async def read_content(record_id: Hex32Param, node: NodeDep, wallet: WalletDep) -> Response:
+async def read_content(
+    record_id: Hex32Param,
+    wallet: WalletDep,
+    index: IndexDep,
+    blobs: BlobsDep,
+    keys: KeysDep,
+    access: AccessDep,
+    access_log: AccessLogDep,
+    cache: CacheDep,
+    directory: DirectoryDep,
+    chain: ChainDep,
+    background: BackgroundDep,
+) -> Response:
     # async: the blocking part runs in a worker thread, the access entry's group commit is
     # awaited on the event loop (read_record_async).
     rid = parse_hex32("record id", record_id)
-    try:
-        result = await read_record_async(
-            rid,
-            wallet.address,
-            index=node.index,
-            blobs=node.blobs,
-            keys=node.keys,
-            access=node.access,
-            access_log=node.access_log,
-            cache=node.cache,
-            affiliation=lambda: _affiliation(node, wallet.address),
-        )
-    finally:
-        node.background.queued(
-            "access-log", 1
-        )  # granted or denied, the access was queued for the chain
+
+    def affiliation() -> str | None:  # the hospital a clinician reads for, if listed here
+        return chain.hospital if directory.clinician(wallet.address) is not None else None
+
+    result = await read_record_async(
+        rid,
+        wallet.address,
+        index=index,
+        blobs=blobs,
+        keys=keys,
+        access=access,
+        access_log=access_log,
+        cache=cache,
+        affiliation=affiliation,
+        background=background,
+    )
     return Response(
         content=result.content,
         media_type=result.row.content_type,
