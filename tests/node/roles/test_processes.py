@@ -230,3 +230,24 @@ def test_api_process_killed_mid_request_leaves_no_partial_record(cluster: Cluste
     assert set(acknowledged) <= listed_ids
     for rid, content in acknowledged.items():
         assert public.read(rid, session).content == content
+
+
+def test_a_worker_that_loses_its_lease_stops_and_exits(tmp_path: Path) -> None:
+    """Another holder took the lease (here: written straight into the index, as a standby
+    would after an expiry the old holder did not notice): the old worker's next renewal
+    fails, it stops its workers and exits with code 3 instead of sending on."""
+    import sqlite3
+
+    data_dir = tmp_path / "node"
+    c = Cluster(data_dir, embedded_env(data_dir))
+    try:
+        worker, _url = c.worker()
+        with sqlite3.connect(data_dir / "index.sqlite") as db:
+            db.execute(
+                "UPDATE worker_leases SET holder = 'elsewhere', fence = fence + 100,"
+                " expires_at = expires_at + 3600 WHERE name = 'worker'"
+            )
+        assert worker.wait(timeout=60) == 3, c.output()
+        assert "lost the worker lease" in c.output()
+    finally:
+        c.close()
