@@ -468,11 +468,19 @@ class MySQLDatabase(SqlDatabaseAPI):
         timed_out = isinstance(err.__context__, TimeoutError)
         return not verified and _is_connection_error(err) and not timed_out
 
+    def _acquire(self) -> tuple[_Connection, bool]:
+        """A pooled connection; a server that cannot be reached is ``BackendUnavailable``
+        (a new connection is made here when the pool has no idle one)."""
+        try:
+            return self._pool.acquire()
+        except (pymysql.err.Error, OSError) as err:
+            raise self._translate(err) from err
+
     def _begin(self) -> _Connection:
         """A pooled connection with a transaction begun (a dead idle one is replaced)."""
 
         for attempt in (1, 2):
-            conn, verified = self._pool.acquire()
+            conn, verified = self._acquire()
             try:
                 conn.begin()
                 return conn
@@ -528,7 +536,7 @@ class MySQLDatabase(SqlDatabaseAPI):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
 
         for attempt in (1, 2):
-            conn, verified = self._pool.acquire()
+            conn, verified = self._acquire()
             reusable = False
             try:
                 with conn.cursor() as cur:
@@ -551,7 +559,7 @@ class MySQLDatabase(SqlDatabaseAPI):
         are serialised by a server-side named lock."""
 
         lock_name = f"emr_state_migrate:{self._database}"[:64]
-        conn, _verified = self._pool.acquire()
+        conn, _verified = self._acquire()
         reusable = False
         try:
             with conn.cursor() as raw:

@@ -5,13 +5,13 @@ worker is killed anywhere: the batch is claimed under the fence, an *intent* (fe
 record ids) is committed before the transaction is sent, and the receipts are stored
 after. A worker starting up (and every fenced round) resolves open intents from the
 chain's ``BatchAnchored`` logs: found -> marked anchored from the chain's batch; not found
--> released, so the records are anchored again.
+-> released once nothing is in flight from the hospital's account, so the records are
+anchored again.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from node.chain.abc import ChainClientAPI
@@ -19,15 +19,9 @@ from node.chain.exceptions import ContractReverted
 from node.chain.merkle import MerkleTree, record_leaf
 from node.chain.models import AnchorResult
 from storage.abc import RecordIndexAPI
-from storage.models import AnchorBatch, AnchorIntent, AnchorReceipt, RecordRow
+from storage.models import AnchorBatch, AnchorReceipt, RecordRow
 
 log = logging.getLogger(__name__)
-
-#: Seconds after which a worker gives up on one of its own intents the chain never showed
-#: (a send that failed with ChainUnavailable) and anchors its records again. Far beyond a
-#: receipt wait, so the transaction is either mined or dropped by then.
-OWN_INTENT_TIMEOUT = 300.0
-
 
 def _tree(rows: Sequence[RecordRow]) -> tuple[list[bytes], MerkleTree]:
     leaves = [record_leaf(r.record_id, r.patient, r.content_hash, r.previous_id) for r in rows]
@@ -63,7 +57,6 @@ def anchor_pending(
     chain: ChainClientAPI,
     limit: int,
     fence: int | None = None,
-    own_intent_timeout: float = OWN_INTENT_TIMEOUT,
 ) -> AnchorBatch | None:
     """Anchor up to ``limit`` queued records; return the batch, or None if none waited.
 
@@ -89,7 +82,7 @@ def anchor_pending(
         # One anchoring thread per worker: nothing else of this fence is between claim
         # and intent, so leftovers of a failed round can go back to the queue.
         index.release_anchor_claims(fence)
-        recover_anchors(index=index, chain=chain, fence=fence, own_timeout=own_intent_timeout)
+        recover_anchors(index=index, chain=chain, fence=fence)
         rows = index.claim_pending_anchors(limit, fence)
         if not rows:
             return None
@@ -117,16 +110,16 @@ def recover_anchors(
     index: RecordIndexAPI,
     chain: ChainClientAPI,
     fence: int | None = None,
-    own_timeout: float = OWN_INTENT_TIMEOUT,
 ) -> int:
     """Resolve open anchor intents from the chain; return how many were resolved. Run it when
     the worker starts (``anchor_pending`` with a fence also runs it every round).
 
     An intent whose root the chain shows (``find_batch``) is marked anchored from the
-    chain's batch; one it does not show is released (its records are queued again), unless
-    it is this ``fence``'s own and younger than ``own_timeout`` seconds (its transaction may
-    still be in flight). ``fence`` None: no lease, every unseen intent is released. Raises
-    LeaseLost once ``fence`` is superseded.
+    chain's batch; one it does not show is released (its records are queued again) once
+    the hospital's account has no transaction in flight (``sends_in_flight``): its send
+    was never mined and can no longer be. That holds for this ``fence``'s own intents too
+    (a send that failed with the chain away): the one anchoring thread is not sending while
+    it recovers. ``fence`` None: no lease. Raises LeaseLost once ``fence`` is superseded.
     """
     resolved = 0
     in_flight: int | None = None  # read once, only if an intent is not found on-chain
@@ -147,7 +140,7 @@ def recover_anchors(
                 intent.intent_id,
                 found.batch_id,
             )
-        elif _releasable(intent, fence, own_timeout):
+        else:
             if in_flight is None:
                 in_flight = chain.sends_in_flight()
             if in_flight:
@@ -165,15 +158,5 @@ def recover_anchors(
                 intent.intent_id,
                 len(intent.record_ids),
             )
-        else:
-            continue
         resolved += 1
     return resolved
-
-
-def _releasable(intent: AnchorIntent, fence: int | None, own_timeout: float) -> bool:
-    if fence is None or intent.fence < fence:
-        # The holder that wrote it is gone (a newer fence exists): once the lease it held
-        # expired it could send nothing more.
-        return True
-    return time.time() - intent.created_at >= own_timeout

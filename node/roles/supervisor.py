@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from node.roles.lifetime import die_with_parent
+
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +58,13 @@ class WorkerSupervisor:
         return self._proc.pid if self._proc is not None else None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "node.cli.main", "worker"], env=self._env)
+        # The worker ends with this process, even when it is SIGKILLed: the kernel sends
+        # SIGTERM (PR_SET_PDEATHSIG, set between fork and exec; prctl is async-signal-safe).
+        return subprocess.Popen(
+            [sys.executable, "-m", "node.cli.main", "worker"],
+            env=self._env,
+            preexec_fn=die_with_parent,
+        )
 
     def start(self, ready_timeout: float) -> bool:
         """Start the worker; True once its endpoint listens (it has the lease and is built)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.exceptions import ConstraintViolation
+from storage.exceptions import BackendUnavailable, ConstraintViolation
 from storage.sql import SqlDatabaseAPI, _mysql_sql
 from tests.storage.sql_fixtures import SQL_BACKENDS, SqlDatabases, sql_databases
 
@@ -121,3 +121,29 @@ def test_a_named_lock_serialises_read_then_write(dbs: SqlDatabases) -> None:
         t.join()
     assert not errors
     assert handles[0].query("SELECT v FROM things WHERE k = 'n'") == [(100,)]
+
+
+@pytest.mark.integration
+def test_an_unreachable_server_is_backend_unavailable(tmp_path: Path) -> None:
+    """A new connection that cannot be made (MySQL down, the pool empty) surfaces as
+    BackendUnavailable, which the API answers 503, never as a driver error (a 500)."""
+    for dbs in sql_databases("mysql", tmp_path):
+        _check_unreachable(dbs.open())
+
+
+def _check_unreachable(db: SqlDatabaseAPI) -> None:
+    import pymysql
+
+    pool = db._pool  # type: ignore[attr-defined]
+    while not pool._idle.empty():  # the pool must make a new connection
+        conn, _at = pool._idle.get_nowait()
+        conn.close()
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise pymysql.err.OperationalError(2003, "Can't connect to MySQL server")
+
+    pool._connect = refused
+    with pytest.raises(BackendUnavailable):
+        db.query("SELECT 1")
+    with pytest.raises(BackendUnavailable), db.transaction() as cur:
+        cur.execute("SELECT 1")

@@ -147,10 +147,9 @@ def test_crash_before_send_anchors_once_later(
         with pytest.raises(Killed):
             anchor_pending(index=index, chain=chain, limit=10, fence=first.fence)
     assert len(index.open_anchor_intents()) == 1
-    # The same worker does not give up on its own intent (the send may be in flight) ...
-    assert anchor_pending(index=index, chain=chain, limit=10, fence=first.fence) is None
     assert _batches_on_chain(chain) == 0
-    # ... the next holder releases it (never on-chain) and anchors the records, once.
+    # The next holder releases it (never on-chain, nothing in flight) and anchors the
+    # records, once.
     second = _take_over(index, first)
     batch = anchor_pending(index=index, chain=chain, limit=10, fence=second.fence)
     assert batch is not None and batch.count == 4
@@ -185,9 +184,12 @@ def test_an_intent_is_not_released_while_a_send_is_in_flight(
     _assert_anchored_once(index, chain, rows)
 
 
-def test_own_intent_is_released_after_its_timeout(
+def test_own_intent_is_released_once_the_chain_is_back_with_nothing_in_flight(
     index: SQLiteRecordIndex, chain: Web3ChainClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A send that failed with the chain away leaves the worker's own intent open; once the
+    chain answers again and shows neither the batch nor a transaction in flight, the same
+    worker anchors the records (once), without waiting for a timeout."""
     rows = _queue(index, chain, 2)
     lease = _take_over(index)
 
@@ -198,9 +200,11 @@ def test_own_intent_is_released_after_its_timeout(
         m.setattr(chain, "anchor_batch", down)
         with pytest.raises(ChainUnavailable):
             anchor_pending(index=index, chain=chain, limit=10, fence=lease.fence)
-    batch = anchor_pending(
-        index=index, chain=chain, limit=10, fence=lease.fence, own_intent_timeout=0.0
-    )
+    assert len(index.open_anchor_intents()) == 1
+    with monkeypatch.context() as m:  # its transaction might still be in a mempool
+        m.setattr(chain, "sends_in_flight", lambda: 1)
+        assert anchor_pending(index=index, chain=chain, limit=10, fence=lease.fence) is None
+    batch = anchor_pending(index=index, chain=chain, limit=10, fence=lease.fence)
     assert batch is not None and batch.count == 2
     _assert_anchored_once(index, chain, rows)
 
