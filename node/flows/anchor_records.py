@@ -23,6 +23,7 @@ from storage.models import AnchorBatch, AnchorReceipt, RecordRow
 
 log = logging.getLogger(__name__)
 
+
 def _tree(rows: Sequence[RecordRow]) -> tuple[list[bytes], MerkleTree]:
     leaves = [record_leaf(r.record_id, r.patient, r.content_hash, r.previous_id) for r in rows]
     return leaves, MerkleTree(leaves)
