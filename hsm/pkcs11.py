@@ -27,6 +27,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +71,11 @@ _CLEAR_SESSION_KEY: dict[Attribute, Any] = {
 }
 
 T = TypeVar("T")
+
+
+#: Seconds between looks at the token's KEK objects: another process of the node may have
+#: rotated (or destroyed) a KEK; an unknown version is looked up at once.
+KEK_REFRESH = 2.0
 
 
 def _signer_label(version: int) -> str:
@@ -146,6 +152,7 @@ class Pkcs11KeyStore(KeyStoreAPI):
         # Copy-on-write under the lock: {version: KEK handle}.
         self._keks: dict[int, Any] = {}
         self._current = 0
+        self._loaded_at = 0.0  # when the KEK objects were last listed (_load_keks)
         self._signer: Pkcs11Signer | None = None
         self._pending: Pkcs11Signer | None = None
         # Version of the current signing key; None for a custom label (no rotation).
@@ -260,6 +267,7 @@ class Pkcs11KeyStore(KeyStoreAPI):
             keks[version] = obj
         self._keks = keks
         self._current = max(keks, default=0)
+        self._loaded_at = time.monotonic()
 
     def _generate_kek(self, version: int) -> None:
         key = self._session.generate_key(
@@ -369,6 +377,10 @@ class Pkcs11KeyStore(KeyStoreAPI):
     def _active(self) -> tuple[int, Any]:
         if self._session is None:
             raise KeyStoreLocked("key store is closed")
+        if time.monotonic() - self._loaded_at >= KEK_REFRESH:
+            # Other processes of the node share the token and may have rotated or
+            # destroyed a KEK: look at the token's KEK objects again.
+            self._call("KEK refresh", self._load_keks)
         return self._current, self._keks[self._current]
 
     # -- KeyStoreAPI --------------------------------------------------------------------
@@ -447,6 +459,9 @@ class Pkcs11KeyStore(KeyStoreAPI):
         with self._lock:
             self._active()
             kek = self._keks.get(wrapped.kek_version)
+            if kek is None:  # made by another process since: look at the token again
+                self._call("KEK refresh", self._load_keks)
+                kek = self._keks.get(wrapped.kek_version)
             if kek is None:
                 raise KeyNotFound(f"no KEK version {wrapped.kek_version}")
             blob = bytes(wrapped.blob)

@@ -30,6 +30,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,18 @@ def _write_file(path: Path, data: bytes, *, overwrite: bool) -> None:
             tmp.unlink()
 
 
+#: Seconds between checks whether another process changed the key store file.
+KEK_REFRESH = 2.0
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 class SoftwareKeyStore(KeyStoreAPI):
     """KEKs and the node's signing key in a passphrase-encrypted file.
 
@@ -194,7 +207,12 @@ class SoftwareKeyStore(KeyStoreAPI):
         self._pending: SoftwareSigner | None = (
             SoftwareSigner(pending_signing_key) if pending_signing_key is not None else None
         )
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _require_open may re-read the file under it
+        # Other processes of the node open the same file and may rotate or destroy KEKs:
+        # the KEKs are re-read when the file changed (checked at most every KEK_REFRESH s,
+        # and at once for an unknown version).
+        self._checked_at = time.monotonic()
+        self._file_state = _file_state(self._path)
 
     def __repr__(self) -> str:
         address = self._signer.address if self._signer is not None else None
@@ -358,6 +376,7 @@ class SoftwareKeyStore(KeyStoreAPI):
             raise HSMError(f"a key store already exists at {self._path}") from None
         except OSError as exc:
             raise HSMError("cannot write the key store file") from exc
+        self._file_state = _file_state(self._path)
 
     # -- KeyStoreAPI ------------------------------------------------------------------
 
@@ -365,7 +384,39 @@ class SoftwareKeyStore(KeyStoreAPI):
         active = self._active
         if active is None:
             raise KeyStoreLocked("key store is closed")
+        if time.monotonic() - self._checked_at >= KEK_REFRESH:
+            self._reload_keks()
+            active = self._active or active
         return active
+
+    def _reload_keks(self) -> None:
+        """Take the KEKs another process wrote to the file (a rotation, a destruction)."""
+        with self._lock:
+            self._checked_at = time.monotonic()
+            state = _file_state(self._path)
+            if state is None or state == self._file_state or self._active is None:
+                return
+            try:
+                document = json.loads(self._path.read_bytes())
+                nonce = bytes.fromhex(document["nonce"])
+                ciphertext = bytes.fromhex(document["ciphertext"])
+                material = json.loads(
+                    AESGCM(self._file_key).decrypt(
+                        nonce, ciphertext, _associated_data(self._header)
+                    )
+                )
+                keks = {int(v): bytes.fromhex(k) for v, k in material["keks"].items()}
+                current = int(material["current"])
+                if current not in keks:
+                    raise ValueError("inconsistent key material")
+            except (OSError, ValueError, KeyError, TypeError, InvalidTag):
+                # Caught mid-write or another passphrase: keep what this process has.
+                logger.warning("key store %s changed but could not be re-read", self._path)
+                return
+            self._keks = keks
+            self._active = (current, keks[current])
+            self._file_state = state
+            logger.info("key store re-read: KEK versions %s, current %d", sorted(keks), current)
 
     @property
     def current_kek_version(self) -> int:
@@ -391,6 +442,10 @@ class SoftwareKeyStore(KeyStoreAPI):
     def unwrap(self, wrapped: WrappedKey) -> bytes:
         self._require_open()
         kek = self._keks.get(wrapped.kek_version)
+        if kek is None:  # wrapped by a KEK another process made since: re-read the file
+            self._checked_at = 0.0
+            self._reload_keks()
+            kek = self._keks.get(wrapped.kek_version)
         if kek is None:
             raise KeyNotFound(f"no KEK version {wrapped.kek_version}")
         try:

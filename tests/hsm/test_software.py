@@ -322,3 +322,23 @@ def test_signer_repr() -> None:
     signer = SoftwareSigner(KEY)
     assert repr(signer) == f"SoftwareSigner(address={signer.address})"
     assert KEY.hex() not in repr(signer)
+
+
+def test_another_process_rotation_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """API processes and the worker each open the key store file: a KEK rotated in one is
+    used to unwrap at once in the others, and becomes their current KEK within
+    KEK_REFRESH seconds (here 0)."""
+    import hsm.software as software
+
+    path = tmp_path / "keystore.json"
+    first = SoftwareKeyStore.create(path, "pw", scrypt_n=1024)
+    second = SoftwareKeyStore.open(path, "pw")
+    assert first.rotate_kek() == 2
+    wrapped = first.wrap(b"k" * 32)
+    assert wrapped.kek_version == 2
+    assert second.unwrap(wrapped) == b"k" * 32  # unknown version: the file is re-read
+    monkeypatch.setattr(software, "KEK_REFRESH", 0.0)
+    assert first.rotate_kek() == 3
+    assert second.current_kek_version == 3
+    first.destroy_kek(1)
+    assert second.kek_versions() == [2, 3]
