@@ -10,7 +10,6 @@ reasons are committed with a salt that only auditors and the patient are shown.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -264,9 +263,10 @@ def test_tampered_reason_is_flagged(
     patient = Account.create().address
     doc, chief = _staff(hospital), _staff(hospital, "emergency")
     out = hospital.break_glass(patient, doc, "stroke", approved_by=chief)
-    path = running_node.node.settings.resolved_data_dir / "node.sqlite"
-    with sqlite3.connect(path) as conn:  # someone edits the node's database afterwards
-        conn.execute(
+    # Someone edits the node's database afterwards (node.sqlite, or MySQL in production).
+    db = running_node.node.directory._db  # type: ignore[attr-defined]
+    with db.transaction() as cur:
+        cur.execute(
             "UPDATE break_glass_reasons SET reason = 'routine check' WHERE reason_hash = ?",
             (bytes.fromhex(out["reason_hash"][2:]),),
         )
