@@ -31,14 +31,13 @@ import pymysql.cursors
 from pymysql.connections import Connection as _Connection
 
 from storage.backends.mysql import (
-    _CREDENTIAL_CODES,
     _DATABASE_NAME,
     _SQL_MODE,
-    _UNAVAILABLE_REASONS,
-    _close_quietly,
     _ConnectionPool,
     _error_code,
     _is_connection_error,
+    create_database,
+    translate_error,
 )
 from storage.exceptions import BackendUnavailable, ConstraintViolation, StorageError
 
@@ -430,37 +429,13 @@ class MySQLDatabase(SqlDatabaseAPI):
     # -- plumbing ------------------------------------------------------------------------
 
     def _translate(self, err: BaseException) -> Exception:
-
         code = _error_code(err)
         if isinstance(err, pymysql.err.IntegrityError) or code == 1644:  # 1644: SIGNAL
             return ConstraintViolation(f"state database constraint failed ({code})")
-        if isinstance(err, pymysql.err.DataError):
-            return ValueError(f"a value does not fit its column in the state database ({code})")
-        if code in _CREDENTIAL_CODES:
-            return BackendUnavailable(
-                f"state database at {self._where} refused the configured credentials"
-            )
-        if code == 1049:  # ER_BAD_DB_ERROR
-            return BackendUnavailable(f"state database {self._where} does not exist")
-        if _is_connection_error(err):
-            what = _UNAVAILABLE_REASONS.get(code, "lost the connection")
-            return BackendUnavailable(f"state database at {self._where} is unavailable: {what}")
-        return StorageError(f"state database error {code}")
+        return translate_error(err, name="state database", where=self._where)
 
     def _create_database(self) -> None:
-
-        try:
-            conn = self._connect(None)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(
-                        f"CREATE DATABASE IF NOT EXISTS `{self._database}` "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                    )
-            finally:
-                _close_quietly(conn)
-        except (pymysql.err.Error, OSError) as err:
-            raise self._translate(err) from err
+        create_database(self._connect, self._database, self._translate)
 
     def _stale(self, err: BaseException, verified: bool) -> bool:
         """A pooled connection used unpinged was dead before anything was done on it."""

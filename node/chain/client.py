@@ -8,9 +8,10 @@ only sender of its account) in the worker or a single-process node, a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 
@@ -137,6 +138,23 @@ def _decode_topic(kind: str, topic: bytes) -> Any:
         return topic != ZERO32
     # Indexed dynamic values (string/bytes) are topic hashes; web3 keeps them as bytes.
     return topic if kind in ("string", "bytes") else abi_decode([kind], topic)[0]
+
+
+@contextlib.contextmanager
+def _simulation_errors() -> Iterator[None]:
+    """How a simulation (``eth_call`` / ``eth_estimateGas`` before a send) fails: the chain
+    unreachable, the contract refusing (nothing was sent), or another chain error."""
+    try:
+        yield
+    except (ConnectionError, OSError) as err:
+        raise ChainUnavailable("the chain node cannot be reached") from err
+    except Exception as err:
+        reverted = as_reverted(err)
+        if reverted is not None:  # refused in simulation: nothing was sent
+            raise reverted from err
+        if isinstance(err, Web3Exception):
+            raise ChainError(f"transaction failed: {type(err).__name__}") from err
+        raise
 
 
 class Web3ChainClient(ChainClientAPI):
@@ -278,21 +296,12 @@ class Web3ChainClient(ChainClientAPI):
         """
         with self._sender.exclusive():
             sender = self._sender.address
-            try:
+            with _simulation_errors():
                 if gas_limit is None:
                     estimate = fn.estimate_gas({"from": sender})
                     gas_limit = estimate + estimate // 5 + 10_000
                 else:
                     fn.call({"from": sender, "gas": gas_limit})
-            except (ConnectionError, OSError) as err:
-                raise ChainUnavailable("the chain node cannot be reached") from err
-            except Exception as err:
-                reverted = as_reverted(err)
-                if reverted is not None:  # refused in simulation: nothing was sent
-                    raise reverted from err
-                if isinstance(err, Web3Exception):
-                    raise ChainError(f"transaction failed: {type(err).__name__}") from err
-                raise
             data = bytes(HexBytes(fn._encode_transaction_data()))
             tx_hash = self._sender.send(fn.address, data, gas_limit)
         receipt = self._read(lambda: self._w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
@@ -339,17 +348,8 @@ class Web3ChainClient(ChainClientAPI):
             "data": HexBytes(data),
             "gas": gas_limit,
         }
-        try:
+        with _simulation_errors():
             self._w3.eth.call(call)  # type: ignore[arg-type]
-        except (ConnectionError, OSError) as err:
-            raise ChainUnavailable("the chain node cannot be reached") from err
-        except Exception as err:
-            reverted = as_reverted(err)
-            if reverted is not None:  # refused in simulation: nothing was sent
-                raise reverted from err
-            if isinstance(err, Web3Exception):
-                raise ChainError(f"transaction failed: {type(err).__name__}") from err
-            raise
 
     def _name_revert(self, to: str, data: bytes, gas_limit: int) -> ContractReverted | None:
         """The decoded error of a mined revert, from a simulation of the same call now."""

@@ -439,6 +439,47 @@ def _row_to_lease(row: Sequence[Any]) -> Lease:
     return Lease(str(row[0]), str(row[1]), str(row[2]), int(row[3]), float(row[4]))
 
 
+def translate_error(
+    err: BaseException, *, name: str, where: str, column_owner: str | None = None
+) -> Exception:
+    """Map a driver error of the database called ``name`` (at ``where``: host, port,
+    database) to the storage error family, with no password and no values."""
+    code = _error_code(err)
+    if isinstance(err, pymysql.err.DataError):
+        return ValueError(f"a value does not fit its column in the {column_owner or name} ({code})")
+    if code in _CREDENTIAL_CODES:
+        return BackendUnavailable(f"{name} at {where} refused the configured credentials")
+    if code == ER.BAD_DB_ERROR:
+        return BackendUnavailable(f"{name} {where} does not exist")
+    if _is_connection_error(err):
+        what = _UNAVAILABLE_REASONS.get(code, "lost the connection")
+        return BackendUnavailable(f"{name} at {where} is unavailable: {what}")
+    return StorageError(f"{name} error {code}")
+
+
+def create_database(
+    connect: Callable[[str | None], _Connection],
+    database: str,
+    translate: Callable[[BaseException], Exception],
+) -> None:
+    """``CREATE DATABASE IF NOT EXISTS`` (tests, development; production databases are
+    provisioned by an administrator)."""
+    try:
+        conn = connect(None)
+        try:
+            with conn.cursor() as cur:
+                # A name cannot be a bound parameter; callers checked it against
+                # _DATABASE_NAME.
+                cur.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                )
+        finally:
+            _close_quietly(conn)
+    except (pymysql.err.Error, OSError) as err:
+        raise translate(err) from err
+
+
 class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI, WorkerLeaseAPI):
     """RecordIndexAPI over MySQL 8 / MariaDB 10.6+ (InnoDB), through a small connection pool.
 
@@ -528,37 +569,12 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI, WorkerLeaseAPI):
 
     def _translate(self, err: BaseException) -> Exception:
         """Map a driver error to the storage error family (no password, no values)."""
-        code = _error_code(err)
-        if isinstance(err, pymysql.err.DataError):
-            return ValueError(f"a value does not fit its column in the record index ({code})")
-        if code in _CREDENTIAL_CODES:
-            return BackendUnavailable(
-                f"record index database at {self._where} refused the configured credentials"
-            )
-        if code == ER.BAD_DB_ERROR:
-            return BackendUnavailable(f"record index database {self._where} does not exist")
-        if _is_connection_error(err):
-            what = _UNAVAILABLE_REASONS.get(code, "lost the connection")
-            return BackendUnavailable(
-                f"record index database at {self._where} is unavailable: {what}"
-            )
-        return StorageError(f"record index database error {code}")
+        return translate_error(
+            err, name="record index database", where=self._where, column_owner="record index"
+        )
 
     def _create_database(self) -> None:
-        try:
-            conn = self._connect(None)
-            try:
-                with conn.cursor() as cur:
-                    # A name cannot be a bound parameter; it was checked against
-                    # _DATABASE_NAME in __init__.
-                    cur.execute(
-                        f"CREATE DATABASE IF NOT EXISTS `{self._database}` "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                    )
-            finally:
-                _close_quietly(conn)
-        except (pymysql.err.Error, OSError) as err:
-            raise self._translate(err) from err
+        create_database(self._connect, self._database, self._translate)
 
     def _run(self, work: Callable[[pymysql.cursors.Cursor], _T], *, write: bool = False) -> _T:
         """Run ``work`` on a pooled connection, in one transaction when ``write``.
