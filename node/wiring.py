@@ -44,11 +44,11 @@ from node.directory import HospitalDirectory
 from node.exceptions import Conflict, NodeError
 from node.flows.anchor_key_audit import KeyAuditAnchoring
 from node.flows.anchor_records import anchor_pending, recover_anchors
-from node.flows.commit_uploads import UploadCommitter
-from node.flows.erase_record import MAX_TOMBSTONE_BATCH, finish_erasures
-from node.flows.log_accesses import flush_access_log
-from node.flows.relay_consent import drain_relays
-from node.flows.rotate_keys import KekRewrapJob
+from node.flows.commit_uploads import ANCHORER, UploadCommitter
+from node.flows.erase_record import ERASER, MAX_TOMBSTONE_BATCH, finish_erasures
+from node.flows.log_accesses import ACCESS_LOG_WORKER, flush_access_log
+from node.flows.relay_consent import RELAY_WORKER, drain_relays
+from node.flows.rotate_keys import REWRAP_WORKER, KekRewrapJob
 from node.flows.rotate_signer import finish_signer_rotation
 from node.flows.upload_record import HospitalNamespace, UploadRequest
 from node.roles.abc import BackgroundWorkersAPI
@@ -155,15 +155,15 @@ class Node:
     # Shorthands for tests and maintenance commands in a role-"all" process.
     @property
     def anchorer(self) -> BatchWorker:
-        return self.worker("anchorer")
+        return self.worker(ANCHORER)
 
     @property
     def access_flusher(self) -> BatchWorker:
-        return self.worker("access-log")
+        return self.worker(ACCESS_LOG_WORKER)
 
     @property
     def relay_worker(self) -> BatchWorker:
-        return self.worker("consent-relay")
+        return self.worker(RELAY_WORKER)
 
     @property
     def mirror_worker(self) -> BatchWorker:
@@ -171,11 +171,11 @@ class Node:
 
     @property
     def rewrap_worker(self) -> BatchWorker:
-        return self.worker("kek-rewrap")
+        return self.worker(REWRAP_WORKER)
 
     @property
     def eraser(self) -> BatchWorker:
-        return self.worker("eraser")
+        return self.worker(ERASER)
 
     @property
     def key_audit_anchorer(self) -> BatchWorker:
@@ -204,7 +204,7 @@ class Node:
                 worker.stop()
             holds_lease = self.lease is None or self.lease.held
             for worker in self.workers:
-                if worker.name == "kek-rewrap" or not holds_lease:
+                if worker.name == REWRAP_WORKER or not holds_lease:
                     continue  # resumable backlog / fenced out: the holder goes on
                 try:
                     worker.flush_now()
@@ -682,7 +682,7 @@ def _background_workers(
     cs = settings.chain
     return [
         BatchWorker(
-            "anchorer",
+            ANCHORER,
             lambda: anchor_count(
                 anchor_pending(index=index, chain=chain, limit=cs.anchor_batch_size, fence=fence())
             ),
@@ -690,7 +690,7 @@ def _background_workers(
             batch_size=cs.anchor_batch_size,
         ),
         BatchWorker(
-            "access-log",
+            ACCESS_LOG_WORKER,
             lambda: flush_access_log(
                 queue=access_log, chain=chain, limit=cs.anchor_batch_size, fence=fence()
             ),
@@ -698,7 +698,7 @@ def _background_workers(
             batch_size=cs.anchor_batch_size,
         ),
         BatchWorker(
-            "consent-relay",
+            RELAY_WORKER,
             lambda: drain_relays(chain=chain, queue=relays, fence=fence()),
             interval=cs.access_log_interval,
             batch_size=100,
@@ -712,11 +712,11 @@ def _background_workers(
         # Small batches at a gentle pace so that re-wrapping never competes with uploads for
         # long; the backlog is resumable, so a restart just goes on.
         BatchWorker(
-            "kek-rewrap", kek_rewrap, interval=REWRAP_INTERVAL, batch_size=REWRAP_BATCH_SIZE
+            REWRAP_WORKER, kek_rewrap, interval=REWRAP_INTERVAL, batch_size=REWRAP_BATCH_SIZE
         ),
         # Purges erased records' blobs and anchors their tombstones (a durable to-do list).
         BatchWorker(
-            "eraser",
+            ERASER,
             lambda: finish_erasures(index=index, blobs=blobs, cache=cache, chain=chain),
             interval=max(cs.anchor_interval, 1.0),
             batch_size=MAX_TOMBSTONE_BATCH,
@@ -823,8 +823,9 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         account = SignerAccount(keys.signer())
         locator: WorkerLocator | None = None
         embedded: EmbeddedChain | None = None
+        # The worker endpoint's shared secret: derived once (a token operation on PKCS#11).
+        secret = _worker_secret(settings, keys) if role != "all" else b""
         if role == "api":
-            secret = _worker_secret(settings, keys)
             locator = WorkerLocator(index, WORKER_LEASE, settings.worker.resolved_url)
             w3 = _api_web3(settings, locator, secret)
             deployment = _existing_deployment(settings, w3, data_dir)
@@ -882,7 +883,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         background: BackgroundWorkersAPI
         if role == "api":
             assert locator is not None
-            background = RemoteWorkers(locator, _worker_secret(settings, keys))
+            background = RemoteWorkers(locator, secret)
         else:
             held = lease
             workers = _background_workers(
@@ -911,7 +912,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
                 chain=chain,
                 background=background,
                 lease=lease,
-                secret=_worker_secret(settings, keys),
+                secret=secret,
             )
             closers.append(endpoint)
 

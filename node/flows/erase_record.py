@@ -31,6 +31,7 @@ from storage.exceptions import StorageError
 
 log = logging.getLogger(__name__)
 
+ERASER = "eraser"  # the background worker that runs finish_erasures
 MAX_TOMBSTONE_BATCH = 200  # ~6M gas at most (docs/gas.md: ~25k a tombstone)
 _PATIENT_PAGE = 1000
 
@@ -106,7 +107,7 @@ def erase_and_finish(
         subject = f"reason 0x{result.reason_hash.hex()}; records {ids}"
         key_audit.append("dek.destroy", subject, requested_by)
         try:
-            background.run_now("eraser")
+            background.run_now(ERASER)
         except Exception:  # durable to-do list in the index: the worker goes on
             log.exception("erasure follow-up failed; the eraser worker will retry")
     return result

@@ -30,6 +30,8 @@ from node.consent.typed_data import (
 from node.exceptions import Conflict, InvalidRequest
 from node.roles.abc import BackgroundWorkersAPI
 
+RELAY_WORKER = "consent-relay"  # the background worker that runs drain_relays
+
 _REASONS = {
     "ConsentRegistryExpiredDeadline": "the signature's deadline has passed",
     "ConsentRegistryInvalidSignature": (
@@ -224,7 +226,7 @@ def relay_or_queue(
             raise
         relay_id = queue.enqueue(consent, signature)
         if background is not None:
-            background.wake("consent-relay")
+            background.wake(RELAY_WORKER)
         return relay_id
 
 
