@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -243,6 +244,7 @@ def test_kill_9_mid_burst_loses_no_acknowledged_upload(
             stderr=subprocess.DEVNULL,
         )
         _until(lambda: _answers(port), timeout=90)
+        assert proc.poll() is None, "the node that answered is not the one just started"
         return proc
 
     proc = launch()
@@ -275,6 +277,9 @@ def test_kill_9_mid_burst_loses_no_acknowledged_upload(
     for t in threads:
         t.join(timeout=30)
     assert len(acknowledged) >= 40
+    # The killed parent's API processes get SIGTERM and finish their requests first; a
+    # new node started while they still listen could not bind, and they would answer.
+    _until(lambda: _port_free(port), timeout=60)
 
     proc = launch()
     try:
@@ -287,6 +292,16 @@ def test_kill_9_mid_burst_loses_no_acknowledged_upload(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _answers(port: int) -> bool:
