@@ -38,15 +38,19 @@ _Outcome = tuple[_Waiter[R], R | None, BaseException | None]
 class Coalescer(Generic[T, R]):
     def __init__(
         self,
-        commit: Callable[[Sequence[T]], Sequence[R]],
+        commit: Callable[[Sequence[T]], Sequence[R | BaseException]],
         *,
+        commit_all: Callable[[Sequence[T]], Sequence[R]] | None = None,
         window: float,
         max_batch: int,
         name: str = "coalescer",
     ) -> None:
         """``commit`` handles a batch and returns one result per item, in order; if it
-        raises, every item of that batch gets the exception."""
+        raises, every item of that batch gets the exception. A result that is an exception
+        instance is raised to that item's caller alone. ``commit_all`` (default: ``commit``)
+        commits ``commit_now``'s batches, all or nothing."""
         self._commit = commit
+        self._commit_all = commit_all
         self._window = window
         self._max_batch = max_batch
         self._queue: queue.Queue[_Entry[T, R] | None] = queue.Queue()
@@ -81,7 +85,13 @@ class Coalescer(Generic[T, R]):
             raise RuntimeError("the node is shutting down")
         if not items:
             return []
-        return self._commit(items)
+        if self._commit_all is not None:
+            return self._commit_all(items)
+        results = self._commit(items)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results  # type: ignore[return-value]
 
     def _collect(self, first: _Entry[T, R]) -> tuple[list[_Entry[T, R]], bool]:
         batch = [first]
@@ -117,7 +127,12 @@ class Coalescer(Generic[T, R]):
             except BaseException as err:
                 _settle([(f, None, err) for _item, f in batch])
             else:
-                _settle([(f, r, None) for (_item, f), r in zip(batch, results, strict=True)])
+                _settle(
+                    [
+                        (f, None, r) if isinstance(r, BaseException) else (f, r, None)
+                        for (_item, f), r in zip(batch, results, strict=True)
+                    ]
+                )
             if stop:
                 return
 

@@ -297,6 +297,51 @@ class WorkerSettings(BaseModel):
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
 
+class FhirSettings(BaseModel):
+    """The FHIR R4 façade under /fhir (node/api/routers/fhir/)."""
+
+    enabled: bool = True
+    # Most entries one transaction or batch Bundle may carry (the bulk import path).
+    bundle_max_entries: int = Field(1000, ge=1, le=10_000)
+    # Default and largest page size of a search (``_count``).
+    default_count: int = Field(50, ge=1, le=1000)
+    max_count: int = Field(1000, ge=1, le=10_000)
+
+
+class Hl7Settings(BaseModel):
+    """The HL7 v2 listener over MLLP (node/hl7/). Off unless enabled: it opens a TCP port.
+
+    MSH-4 (sending facility) is what a sender says about itself: a message is taken only
+    from a peer address in ``allowed_peers`` *and* a facility in ``allowed_facilities``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(2575, ge=0, le=65535)
+    allowed_facilities: list[str] = []
+    allowed_peers: list[str] = ["127.0.0.1/32", "::1/128"]  # IP networks (CIDR)
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    idle_timeout: float = Field(300.0, gt=0)  # seconds a connection may stay silent
+
+
+class DicomSettings(BaseModel):
+    """The DICOM Storage SCP (node/dicom/). Off unless enabled: it opens a TCP port.
+
+    The calling AE title is what a modality says about itself: an association is accepted
+    only from a peer address in ``allowed_peers`` *and* an AE title in
+    ``allowed_calling_aes``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(11112, ge=0, le=65535)
+    ae_title: str = Field("EMRNODE", min_length=1, max_length=16)
+    allowed_calling_aes: list[str] = []
+    allowed_peers: list[str] = ["127.0.0.1/32", "::1/128"]  # IP networks (CIDR)
+    max_instance_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    # Assigning authority of a PatientID sent without IssuerOfPatientID (0010,0021): the
+    # namespace HL7 ADT links the same MRNs under (docs/dicom.md, "Which patient").
+    default_issuer: str | None = Field(None, min_length=1, max_length=64)
+
+
 class Settings(BaseSettings):
     """``mode=production`` switches every backend default to its production service
     (IPFS, MySQL, Redis, external chain) and requires an explicit choice for keys."""
@@ -314,6 +359,9 @@ class Settings(BaseSettings):
     zk: ZkSettings = ZkSettings()
     break_glass: BreakGlassSettings = BreakGlassSettings()
     worker: WorkerSettings = WorkerSettings()
+    fhir: FhirSettings = FhirSettings()
+    hl7: Hl7Settings = Hl7Settings()
+    dicom: DicomSettings = DicomSettings()
 
     @model_validator(mode="after")
     def _legacy_break_glass_limit(self) -> Settings:

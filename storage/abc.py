@@ -17,6 +17,7 @@ from storage.models import (
     KeyUpdate,
     Lease,
     PendingErasure,
+    RecordQuery,
     RecordRow,
     RepairReport,
     StoredKey,
@@ -92,6 +93,15 @@ class RecordIndexAPI(ABC):
         offset: int = 0,
     ) -> list[RecordRow]:
         """Return records matching every given filter, newest first."""
+
+    @abstractmethod
+    def find_records(self, query: RecordQuery) -> list[RecordRow]:
+        """Return the records matching ``query`` (see ``RecordQuery``), with their
+        document metadata, in its order and page."""
+
+    @abstractmethod
+    def count_records(self, query: RecordQuery) -> int:
+        """Return how many records match ``query``, ignoring its page."""
 
     @abstractmethod
     def pending_anchors(self, limit: int) -> list[RecordRow]:

@@ -21,6 +21,10 @@ class DuplicateRecord(StorageError):
     """A record with that id is already indexed."""
 
 
+class DuplicateIdentifier(DuplicateRecord):
+    """A record with that document identifier (``DocumentMeta.identifier``) is indexed."""
+
+
 class BackendUnavailable(StorageError):
     """The backend cannot be reached (server down, disk gone)."""
 

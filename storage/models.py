@@ -6,8 +6,54 @@ Nothing here holds plaintext medical content: storage receives only ciphertext.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentMeta:
+    """What a hospital standard says about a record beyond its category, kept once for every
+    interface: a FHIR DocumentReference (type, date, description, identifier), an HL7 v2
+    message (its control id, observation date) or a DICOM instance (its UIDs, modality).
+
+    Plain metadata, like the category: stored in the index beside the record, never sent
+    on-chain. ``identifier`` is unique among the records one hospital created (FHIR
+    conditional create, HL7 re-sends, a DICOM instance pushed twice)."""
+
+    source: str = "api"  # the interface that created it: api, fhir, hl7v2, dicom
+    type_system: str | None = None  # coding system of the document type, e.g. http://loinc.org
+    type_code: str | None = None  # e.g. 11502-2 (laboratory report)
+    type_display: str | None = None
+    title: str | None = None  # a human-readable description
+    clinical_time: int | None = None  # unix seconds the content is about (not the upload)
+    identifier: str | None = None  # "system|value", unique per creating hospital
+    # Searchable name/value pairs of one interface, e.g. dicom.study_uid, dicom.modality;
+    # names are lowercase dotted (a-z 0-9 . _), values at most 255 characters.
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """A search over the index: every given filter must match. ``time`` below is the
+    record's ``clinical_time`` where it has one, else its ``created_at``."""
+
+    patient: str | None = None
+    creator: str | None = None
+    category: str | None = None
+    type_system: str | None = None  # only with type_code
+    type_code: str | None = None
+    since: int | None = None  # time >= since
+    until: int | None = None  # time < until
+    # current: no other record names it as previous_id; superseded: one does.
+    status: Literal["current", "superseded"] | None = None
+    identifier: str | None = None
+    previous_id: bytes | None = None  # the records that supersede this one
+    source: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)  # every pair must match
+    newest_first: bool = True  # by time, then insertion order
+    limit: int = 100
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +75,7 @@ class RecordRow:
     # Crypto-shredding (GDPR art. 17): once erased, ``wrapped_key`` is empty for good.
     erased_at: int | None = None  # unix seconds of the erasure; None while readable
     erase_tx: bytes | None = None  # the on-chain tombstone's tx; None until it is anchored
+    document: DocumentMeta | None = None  # metadata of a standard (FHIR, HL7 v2, DICOM)
 
     @property
     def erased(self) -> bool:

@@ -28,7 +28,13 @@ from node.exceptions import (
     PayloadTooLarge,
     Unauthenticated,
 )
-from storage.exceptions import BackendUnavailable, IntegrityError, RecordNotFound, StorageError
+from storage.exceptions import (
+    BackendUnavailable,
+    DuplicateIdentifier,
+    IntegrityError,
+    RecordNotFound,
+    StorageError,
+)
 from zk.exceptions import InputError, ProofInvalid, ZKError
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (RecordNotFound, 404, "not_found"),
     (Erased, 410, "erased"),
     (Conflict, 409, "conflict"),
+    (DuplicateIdentifier, 409, "conflict"),
     (LimitExceeded, 429, "limit_exceeded"),
     (ProofInvalid, 422, "proof_invalid"),
     (InputError, 400, "invalid_request"),

@@ -7,12 +7,15 @@ from collections.abc import Sequence
 
 from hsm.abc import KeyStoreAPI
 from node.chain.abc import ChainClientAPI
+from node.exceptions import Conflict, InvalidRequest
 from node.flows.upload_record import HospitalNamespace, UploadRequest, upload_records
 from node.roles.abc import BackgroundWorkersAPI
 from storage.abc import BlobStoreAPI, RecordIndexAPI
+from storage.exceptions import DuplicateIdentifier
 from storage.models import RecordRow
 
 ANCHORER = "anchorer"
+_TAKEN = "a record with this document identifier already exists"
 
 
 class UploadCommitter:
@@ -36,7 +39,35 @@ class UploadCommitter:
         self._background = background
 
     def __call__(self, requests: Sequence[UploadRequest]) -> list[RecordRow]:
-        rows = upload_records(
+        """All or nothing (``POST /records/batch``, a FHIR transaction)."""
+        try:
+            rows = self._store(requests)
+        except DuplicateIdentifier:
+            raise Conflict(_TAKEN) from None
+        self._background.queued(ANCHORER, len(rows))  # a full batch anchors before its interval
+        return rows
+
+    def shared(
+        self, requests: Sequence[UploadRequest]
+    ) -> list[RecordRow | Conflict | InvalidRequest]:
+        """A group commit of uploads from different callers: if one of them cannot be
+        stored (its document identifier is taken, e.g. a message re-sent while its first
+        copy commits, or two callers send the same one), only that one fails."""
+        try:
+            return list(self(requests))
+        except (Conflict, InvalidRequest):
+            if len(requests) == 1:
+                raise
+        rows: list[RecordRow | Conflict | InvalidRequest] = []
+        for request in requests:
+            try:
+                rows += self([request])
+            except (Conflict, InvalidRequest) as err:
+                rows.append(err)
+        return rows
+
+    def _store(self, requests: Sequence[UploadRequest]) -> list[RecordRow]:
+        return upload_records(
             requests,
             hospital=self._chain.hospital,
             member_id=self._namespace.member_id(),
@@ -44,5 +75,3 @@ class UploadCommitter:
             index=self._index,
             keys=self._keys,
         )
-        self._background.queued(ANCHORER, len(rows))  # a full batch anchors before its interval
-        return rows

@@ -16,7 +16,8 @@ from node.exceptions import Conflict, InvalidRequest
 from node.flows.record_binding import record_aad
 from storage.abc import BlobStoreAPI, RecordIndexAPI
 from storage.exceptions import RecordNotFound
-from storage.models import RecordRow
+from storage.models import DocumentMeta, RecordQuery, RecordRow
+from storage.record_rows import check_document
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +27,21 @@ class UploadRequest:
     content_type: str
     content: bytes
     previous_id: bytes | None = None
+    document: DocumentMeta | None = None  # what a standard (FHIR, HL7 v2, DICOM) adds
 
 
 def check_upload(req: UploadRequest, index: RecordIndexAPI) -> None:
-    """Refuse a request that cannot succeed, before it joins a batch with others."""
+    """Refuse a request that cannot succeed, before it joins a batch with others: bad
+    document metadata (InvalidRequest), a document identifier already taken (Conflict), an
+    unknown previous version or one of another patient (InvalidRequest)."""
+    if req.document is not None:
+        try:
+            check_document(req.document)
+        except ValueError as err:
+            raise InvalidRequest(str(err)) from None
+        identifier = req.document.identifier
+        if identifier is not None and index.count_records(RecordQuery(identifier=identifier)):
+            raise Conflict(f"a record with the document identifier {identifier!r} already exists")
     if req.previous_id is None:
         return
     try:
@@ -82,6 +94,9 @@ def upload_records(
     Either every record of the batch is stored, indexed and queued for anchoring, or
     none is (ciphertext already written is removed again).
     """
+    identifiers = [r.document.identifier for r in requests if r.document and r.document.identifier]
+    if len(set(identifiers)) != len(identifiers):
+        raise InvalidRequest("two records of the batch carry the same document identifier")
     for req in requests:
         check_upload(req, index)
     record_ids = [new_record_id(member_id) for _ in requests]
@@ -122,6 +137,7 @@ def upload_records(
             creator=hospital,
             created_at=now,
             previous_id=req.previous_id,
+            document=req.document,
         )
         for req, rid, s, cid in zip(requests, record_ids, sealed, cids, strict=True)
     ]

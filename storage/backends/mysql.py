@@ -40,6 +40,7 @@ from storage.event_rows import (
 )
 from storage.exceptions import (
     BackendUnavailable,
+    DuplicateIdentifier,
     DuplicateRecord,
     IntegrityError,
     LeaseLost,
@@ -53,15 +54,20 @@ from storage.models import (
     KeyUpdate,
     Lease,
     PendingErasure,
+    RecordQuery,
     RecordRow,
     StoredKey,
 )
 from storage.record_rows import (
+    DOCUMENT_COLUMNS,
     HASH_SIZE,
+    attribute_params,
     check_hash,
+    document_params,
     erasure_params,
     join_ids,
     key_update_params,
+    query_sql,
     record_filters,
     record_params,
     row_to_batch,
@@ -269,6 +275,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ADD INDEX anchor_outbox_claim (claim_fence)",
         ),
     ),
+    Migration(
+        "document metadata of the hospital standards (FHIR, HL7 v2, DICOM) and attributes",
+        (
+            # attributes: JSON (as in SQLite); identifier: unique among this node's records.
+            f"""CREATE TABLE IF NOT EXISTS record_documents (
+                record_id BINARY(32) NOT NULL PRIMARY KEY,
+                source VARCHAR(32) NOT NULL,
+                type_system VARCHAR(255) NULL,
+                type_code VARCHAR(255) NULL,
+                type_display VARCHAR(255) NULL,
+                title VARCHAR(1024) NULL,
+                clinical_time BIGINT NULL,
+                identifier VARCHAR(255) NULL,
+                attributes TEXT NOT NULL,
+                UNIQUE KEY record_documents_identifier (identifier),
+                KEY record_documents_type (type_code)
+            ) {_TABLE_OPTIONS}""",
+            f"""CREATE TABLE IF NOT EXISTS record_attributes (
+                name VARCHAR(64) NOT NULL,
+                value VARCHAR(255) NOT NULL,
+                record_id BINARY(32) NOT NULL,
+                PRIMARY KEY (name, value, record_id),
+                KEY record_attributes_record (record_id)
+            ) {_TABLE_OPTIONS}""",
+        ),
+    ),
 )
 
 _SCHEMA_MIGRATIONS_TABLE = f"""CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -284,7 +316,6 @@ _RECORD_COLUMNS = (
 # What reads return: the inserted columns plus the erasure state.
 _SELECT_COLUMNS = f"{_RECORD_COLUMNS}, erased_at, erase_tx"
 _BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
-_NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
 _LEASE_COLUMNS = "name, holder, url, fence, expires_at"
 # The server's clock, in unix seconds with microseconds (sessions run in UTC: no DST gap).
 _DB_NOW = "UNIX_TIMESTAMP(NOW(6))"
@@ -296,6 +327,13 @@ def _prefixed(columns: str, alias: str) -> str:
 
 def _placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
+
+
+# A record with its document metadata (NULLs when it has none): columns, then the join.
+_JOINED_COLUMNS = f"SELECT {_prefixed(_SELECT_COLUMNS, 'r')}, {_prefixed(DOCUMENT_COLUMNS, 'd')}"
+_JOINED = (
+    f"{_JOINED_COLUMNS} FROM records r LEFT JOIN record_documents d ON d.record_id = r.record_id"
+)
 
 
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
@@ -730,6 +768,8 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI, WorkerLeaseAPI):
         params = [record_params(row) for row in rows]
         if not params:
             return
+        documents = document_params(rows)
+        attributes = attribute_params(rows)
 
         def work(cur: pymysql.cursors.Cursor) -> None:
             try:
@@ -747,14 +787,26 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI, WorkerLeaseAPI):
                 if _error_code(err) == ER.DUP_ENTRY:
                     raise DuplicateRecord("a record id in the batch is already indexed") from err
                 raise
+            try:
+                cur.executemany(
+                    f"INSERT INTO record_documents (record_id, {DOCUMENT_COLUMNS}) "
+                    f"VALUES ({_placeholders(9)})",
+                    documents,
+                )
+            except pymysql.err.IntegrityError as err:
+                if _error_code(err) == ER.DUP_ENTRY:
+                    raise DuplicateIdentifier("a document identifier is already indexed") from err
+                raise
+            cur.executemany(
+                "INSERT INTO record_attributes (name, value, record_id) VALUES (%s, %s, %s)",
+                attributes,
+            )
 
         self._run(work, write=True)
 
     def get_record(self, record_id: bytes) -> RecordRow:
         def work(cur: pymysql.cursors.Cursor) -> tuple[Any, ...] | None:
-            cur.execute(
-                f"SELECT {_SELECT_COLUMNS} FROM records WHERE record_id = %s", (bytes(record_id),)
-            )
+            cur.execute(f"{_JOINED} WHERE r.record_id = %s", (bytes(record_id),))
             return cur.fetchone()
 
         row = self._run(work)
@@ -774,16 +826,37 @@ class MySQLRecordIndex(RecordIndexAPI, AuditMirrorAPI, WorkerLeaseAPI):
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must not be negative")
         clauses, params = record_filters("%s", patient=patient, creator=creator, category=category)
-        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        where = f"WHERE {' AND '.join(f'r.{c}' for c in clauses)} " if clauses else ""
 
         def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
             cur.execute(
-                f"SELECT {_SELECT_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT %s OFFSET %s",
+                f"{_JOINED} {where}ORDER BY r.created_at DESC, r.seq DESC LIMIT %s OFFSET %s",
                 [*params, int(limit), int(offset)],
             )
             return cur.fetchall()
 
         return [row_to_record(r) for r in self._run(work)]
+
+    def find_records(self, query: RecordQuery) -> list[RecordRow]:
+        source, params, order = query_sql(query, "%s")
+
+        def work(cur: pymysql.cursors.Cursor) -> tuple[tuple[Any, ...], ...]:
+            cur.execute(
+                f"{_JOINED_COLUMNS} {source} {order} LIMIT %s OFFSET %s",
+                [*params, int(query.limit), int(query.offset)],
+            )
+            return cur.fetchall()
+
+        return [row_to_record(r) for r in self._run(work)]
+
+    def count_records(self, query: RecordQuery) -> int:
+        source, params, _order = query_sql(query, "%s")
+
+        def work(cur: pymysql.cursors.Cursor) -> int:
+            cur.execute(f"SELECT COUNT(*) {source}", params)
+            return int(cur.fetchone()[0])
+
+        return int(self._run(work))
 
     def pending_anchors(self, limit: int) -> list[RecordRow]:
         if limit < 0:

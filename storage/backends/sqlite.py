@@ -20,6 +20,7 @@ from typing import Any
 from storage.abc import RecordIndexAPI, WorkerLeaseAPI
 from storage.exceptions import (
     BackendUnavailable,
+    DuplicateIdentifier,
     DuplicateRecord,
     IntegrityError,
     LeaseLost,
@@ -33,15 +34,20 @@ from storage.models import (
     KeyUpdate,
     Lease,
     PendingErasure,
+    RecordQuery,
     RecordRow,
     StoredKey,
 )
 from storage.record_rows import (
+    DOCUMENT_COLUMNS,
     HASH_SIZE,
+    attribute_params,
     check_hash,
+    document_params,
     erasure_params,
     join_ids,
     key_update_params,
+    query_sql,
     record_filters,
     record_params,
     row_to_batch,
@@ -135,6 +141,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX anchor_outbox_intent ON anchor_outbox (intent_id)",
         "CREATE INDEX anchor_outbox_claim ON anchor_outbox (claim_fence)",
     ),
+    # v5: document metadata of the hospital standards (FHIR, HL7 v2, DICOM): one row per
+    # record that has it, and its searchable name/value attributes. ``attributes`` is JSON.
+    (
+        """CREATE TABLE record_documents (
+            record_id BLOB PRIMARY KEY REFERENCES records (record_id),
+            source TEXT NOT NULL,
+            type_system TEXT,
+            type_code TEXT,
+            type_display TEXT,
+            title TEXT,
+            clinical_time INTEGER,
+            identifier TEXT UNIQUE,
+            attributes TEXT NOT NULL
+        )""",
+        "CREATE INDEX record_documents_type ON record_documents (type_code)",
+        """CREATE TABLE record_attributes (
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            record_id BLOB NOT NULL REFERENCES records (record_id),
+            PRIMARY KEY (name, value, record_id)
+        )""",
+    ),
 )
 
 _RECORD_COLUMNS = (
@@ -144,8 +172,13 @@ _RECORD_COLUMNS = (
 # What reads return: the inserted columns plus the erasure state.
 _SELECT_COLUMNS = f"{_RECORD_COLUMNS}, erased_at, erase_tx"
 _BATCH_COLUMNS = "batch_id, root, tx_hash, block_number, hospital, record_count, anchored_at"
-_NEWEST_FIRST = "ORDER BY created_at DESC, seq DESC"
 _LEASE_COLUMNS = "name, holder, url, fence, expires_at"
+# A record with its document metadata (NULLs when it has none).
+_JOINED = (
+    f"SELECT {', '.join(f'r.{c.strip()}' for c in _SELECT_COLUMNS.split(','))}, "
+    f"{', '.join(f'd.{c.strip()}' for c in DOCUMENT_COLUMNS.split(','))} "
+    "FROM records r LEFT JOIN record_documents d ON d.record_id = r.record_id"
+)
 
 
 def _record_exists(conn: sqlite3.Connection, record_id: bytes) -> bool:
@@ -279,6 +312,8 @@ class SQLiteRecordIndex(RecordIndexAPI, WorkerLeaseAPI):
         params = [record_params(row) for row in rows]
         if not params:
             return
+        documents = document_params(rows)
+        attributes = attribute_params(rows)
         with self._transaction() as conn:
             try:
                 conn.executemany(
@@ -294,12 +329,22 @@ class SQLiteRecordIndex(RecordIndexAPI, WorkerLeaseAPI):
                 if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
                     raise DuplicateRecord("a record id in the batch is already indexed") from exc
                 raise
+            try:
+                conn.executemany(
+                    f"INSERT INTO record_documents (record_id, {DOCUMENT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    documents,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateIdentifier("a document identifier is already indexed") from exc
+            conn.executemany(
+                "INSERT INTO record_attributes (name, value, record_id) VALUES (?, ?, ?)",
+                attributes,
+            )
 
     def get_record(self, record_id: bytes) -> RecordRow:
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT {_SELECT_COLUMNS} FROM records WHERE record_id = ?", (record_id,)
-            ).fetchone()
+            row = conn.execute(f"{_JOINED} WHERE r.record_id = ?", (record_id,)).fetchone()
         if row is None:
             raise RecordNotFound(f"no record {bytes(record_id).hex()}")
         return row_to_record(row)
@@ -316,13 +361,28 @@ class SQLiteRecordIndex(RecordIndexAPI, WorkerLeaseAPI):
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must not be negative")
         clauses, params = record_filters("?", patient=patient, creator=creator, category=category)
-        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        where = f"WHERE {' AND '.join(f'r.{c}' for c in clauses)} " if clauses else ""
         with self._connection() as conn:
             rows = conn.execute(
-                f"SELECT {_SELECT_COLUMNS} FROM records {where}{_NEWEST_FIRST} LIMIT ? OFFSET ?",
+                f"{_JOINED} {where}ORDER BY r.created_at DESC, r.seq DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
         return [row_to_record(r) for r in rows]
+
+    def find_records(self, query: RecordQuery) -> list[RecordRow]:
+        source, params, order = query_sql(query, "?")
+        columns = _JOINED.split(" FROM ", 1)[0]
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"{columns} {source} {order} LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+        return [row_to_record(r) for r in rows]
+
+    def count_records(self, query: RecordQuery) -> int:
+        source, params, _order = query_sql(query, "?")
+        with self._connection() as conn:
+            return int(conn.execute(f"SELECT COUNT(*) {source}", params).fetchone()[0])
 
     def pending_anchors(self, limit: int) -> list[RecordRow]:
         if limit < 0:

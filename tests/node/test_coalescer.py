@@ -49,6 +49,44 @@ def test_a_failed_commit_fails_every_item_of_its_batch_only() -> None:
         c.submit("after close")
 
 
+def test_an_exception_result_fails_its_own_item_only() -> None:
+    def commit(items: Sequence[str]) -> list[str | BaseException]:
+        return [ValueError(i) if i.startswith("bad") else i.upper() for i in items]
+
+    c: Coalescer[str, str] = Coalescer(commit, window=0.2, max_batch=10)
+    results: dict[str, object] = {}
+
+    def submit(item: str) -> None:
+        try:
+            results[item] = c.submit(item)
+        except ValueError as err:
+            results[item] = err
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in ("a", "bad1", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"] == "A" and results["b"] == "B"
+    assert isinstance(results["bad1"], ValueError)
+    with pytest.raises(ValueError):  # commit_now without commit_all: all or nothing
+        c.commit_now(["c", "bad2"])
+    c.close()
+
+
+def test_commit_now_uses_commit_all() -> None:
+    c: Coalescer[str, str] = Coalescer(
+        lambda items: [ValueError(i) for i in items],
+        commit_all=lambda items: [i + "!" for i in items],
+        window=0,
+        max_batch=10,
+    )
+    assert list(c.commit_now(["x", "y"])) == ["x!", "y!"]
+    with pytest.raises(ValueError):
+        c.submit("z")
+    c.close()
+
+
 def test_a_lone_item_waits_about_the_window() -> None:
     c: Coalescer[int, int] = Coalescer(lambda items: list(items), window=0.05, max_batch=10)
     t0 = time.monotonic()

@@ -28,11 +28,20 @@ from storage.abc import BlobStoreAPI, CacheAPI, RecordIndexAPI
 from storage.cid import cid_for
 from storage.exceptions import (
     BlobNotFound,
+    DuplicateIdentifier,
     DuplicateRecord,
     IntegrityError,
     RecordNotFound,
 )
-from storage.models import AnchorBatch, AnchorReceipt, KeyUpdate, RecordRow, StoredKey
+from storage.models import (
+    AnchorBatch,
+    AnchorReceipt,
+    DocumentMeta,
+    KeyUpdate,
+    RecordQuery,
+    RecordRow,
+    StoredKey,
+)
 
 MALFORMED_CIDS = [
     "",
@@ -294,6 +303,90 @@ class RecordIndexConformance:
             index.get_record(make_row(2).record_id)
         assert index.count_pending_anchors() == 1
         assert index.list_records() == [make_row(1)]
+
+    # -- document metadata and queries (hospital standards) ----------------------------------
+
+    def test_document_metadata_round_trips(self, index: RecordIndexAPI) -> None:
+        doc = DocumentMeta(
+            source="fhir",
+            type_system="http://loinc.org",
+            type_code="11502-2",
+            type_display="Laboratory report",
+            title="CBC — Größe ✓",
+            clinical_time=-86_400,  # before 1970 is a valid clinical date
+            identifier="urn:oid:1.2.3|A-1",
+            attributes={"dicom.study_uid": "1.2.840.1", "hl7.control_id": "MSG1"},
+        )
+        with_doc = replace(make_row(1), document=doc)
+        index.add_records([with_doc, make_row(2)])
+        assert index.get_record(with_doc.record_id) == with_doc
+        assert index.get_record(make_row(2).record_id).document is None
+        assert index.list_records() == [make_row(2), with_doc]
+        assert index.find_records(RecordQuery(identifier="urn:oid:1.2.3|A-1")) == [with_doc]
+
+    def test_duplicate_identifier_writes_nothing(self, index: RecordIndexAPI) -> None:
+        doc = DocumentMeta(identifier="sys|1")
+        index.add_records([replace(make_row(1), document=doc)])
+        with pytest.raises(DuplicateIdentifier):
+            index.add_records([make_row(2), replace(make_row(3), document=doc)])
+        with pytest.raises(RecordNotFound):
+            index.get_record(make_row(2).record_id)
+        assert index.count_pending_anchors() == 1
+        assert index.count_records(RecordQuery()) == 1
+
+    def test_bad_document_writes_nothing(self, index: RecordIndexAPI) -> None:
+        for doc in (
+            DocumentMeta(attributes={"Not Lower": "x"}),
+            DocumentMeta(attributes={"a": "x" * 256}),
+            DocumentMeta(type_system="http://loinc.org"),  # a system without a code
+            DocumentMeta(title=""),
+            DocumentMeta(source=""),
+        ):
+            with pytest.raises(ValueError):
+                index.add_records([make_row(1), replace(make_row(2), document=doc)])
+        assert index.count_records(RecordQuery()) == 0
+
+    def test_find_filters_and_counts(self, index: RecordIndexAPI) -> None:
+        def doc(code: str, when: int | None, **attrs: str) -> DocumentMeta:
+            return DocumentMeta(
+                source="dicom" if attrs else "fhir",
+                type_system="http://loinc.org",
+                type_code=code,
+                clinical_time=when,
+                attributes=attrs,
+            )
+
+        a = replace(make_row(1), document=doc("11502-2", 500, **{"dicom.modality": "CT"}))
+        b = replace(make_row(2, category="imaging"), document=doc("18748-4", 100))
+        c = make_row(3, patient=PATIENT_B)  # no metadata: its time is created_at
+        d = replace(make_row(4, previous_id=a.record_id), document=doc("11502-2", 900))
+        index.add_records([a, b, c, d])
+
+        def ids(**kw: object) -> list[bytes]:
+            return [r.record_id for r in index.find_records(RecordQuery(**kw))]  # type: ignore[arg-type]
+
+        # Newest first by clinical time where there is one (c's is its created_at).
+        assert ids() == [c.record_id, d.record_id, a.record_id, b.record_id]
+        assert ids(newest_first=False) == [b.record_id, a.record_id, d.record_id, c.record_id]
+        assert ids(patient=PATIENT_A) == [d.record_id, a.record_id, b.record_id]
+        assert ids(category="imaging") == [b.record_id]
+        assert ids(type_code="11502-2") == [d.record_id, a.record_id]
+        assert ids(type_system="http://loinc.org", type_code="18748-4") == [b.record_id]
+        assert ids(type_system="http://snomed.info/sct", type_code="18748-4") == []
+        assert ids(since=100, until=900) == [a.record_id, b.record_id]
+        assert ids(status="superseded") == [a.record_id]
+        assert a.record_id not in ids(status="current")
+        assert ids(previous_id=a.record_id) == [d.record_id]
+        assert ids(attributes={"dicom.modality": "CT"}) == [a.record_id]
+        assert ids(attributes={"dicom.modality": "CT", "dicom.study_uid": "x"}) == []
+        assert ids(source="dicom") == [a.record_id]
+        assert ids(limit=2, offset=1) == [d.record_id, a.record_id]
+        assert index.count_records(RecordQuery(patient=PATIENT_A, limit=1)) == 3
+        assert index.count_records(RecordQuery(status="current")) == 3
+        with pytest.raises(ValueError):
+            index.find_records(RecordQuery(limit=-1))
+        with pytest.raises(ValueError):
+            index.find_records(RecordQuery(type_system="http://loinc.org"))
 
     def test_duplicate_within_a_batch_writes_nothing(self, index: RecordIndexAPI) -> None:
         with pytest.raises(DuplicateRecord):

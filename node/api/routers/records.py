@@ -250,6 +250,10 @@ async def _manifest(form: FormData, max_records: int) -> list[BatchEntryIn]:
             "description": "more records than api.batch_max_records, a body past "
             "api.batch_max_bytes, or a record past api.max_upload_bytes; nothing stored"
         },
+        409: {
+            "description": "an entry's document identifier is already taken on this node; "
+            "nothing stored"
+        },
         422: {
             "description": "an entry or part is invalid: `detail` names it as "
             "`manifest[i].field`; nothing stored"
@@ -269,7 +273,7 @@ async def upload_batch(
     try:
         entries = await _manifest(form, api.batch_max_records)
         requests = await _batch_requests(form, entries, api.max_upload_bytes)
-        await run_in_threadpool(_check_previous, requests, index)
+        await run_in_threadpool(_check_entries, requests, index)
         rows = await run_in_threadpool(uploads.commit_now, requests)
     finally:
         await form.close()
@@ -304,16 +308,28 @@ async def _batch_requests(
         if not _MEDIA_TYPE.fullmatch(media_type) or len(media_type) > MEDIA_TYPE_MAX_LENGTH:
             raise _invalid_entry(i, "content_type", "must be a media type like text/plain")
         prev = parse_hex32("previous_id", entry.previous_id) if entry.previous_id else None
-        requests.append(UploadRequest(entry.patient, entry.category, media_type, content, prev))
+        document = entry.document.meta() if entry.document else None
+        requests.append(
+            UploadRequest(entry.patient, entry.category, media_type, content, prev, document)
+        )
     return requests
 
 
-def _check_previous(requests: Sequence[UploadRequest], index: RecordIndexAPI) -> None:
+def _check_entries(requests: Sequence[UploadRequest], index: RecordIndexAPI) -> None:
+    seen: set[str] = set()
     for i, req in enumerate(requests):
+        identifier = req.document.identifier if req.document else None
+        if identifier is not None:
+            if identifier in seen:
+                raise _invalid_entry(i, "document", "another entry carries the same identifier")
+            seen.add(identifier)
         try:
             check_upload(req, index)
         except InvalidRequest as err:
-            raise _invalid_entry(i, "previous_id", str(err)) from None
+            field = "document" if req.document and "previous" not in str(err) else "previous_id"
+            raise _invalid_entry(i, field, str(err)) from None
+        except Conflict as err:
+            raise Conflict(f"{BATCH_MANIFEST_PART}[{i}].document.identifier: {err}") from None
 
 
 @router.get(

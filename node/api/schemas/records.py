@@ -10,7 +10,63 @@ from node.api.schemas.common import (
     Hex32,
     to_hex,
 )
-from storage.models import AnchorReceipt, RecordRow
+from storage.models import AnchorReceipt, DocumentMeta, RecordRow
+
+
+class DocumentPublic(BaseModel):
+    """Document metadata a hospital standard added (FHIR, HL7 v2, DICOM) or an importer set."""
+
+    source: str = Field(description="the interface that created it: api, fhir, hl7v2, dicom")
+    type_system: str | None = Field(None, description="coding system of the document type")
+    type_code: str | None = Field(None, description="document type code, e.g. a LOINC code")
+    type_display: str | None = None
+    title: str | None = None
+    clinical_time: int | None = Field(None, description="unix seconds the content is about")
+    identifier: str | None = Field(None, description="'system|value', unique on this node")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="searchable attributes, e.g. dicom.study_uid"
+    )
+
+    @classmethod
+    def of(cls, doc: DocumentMeta) -> DocumentPublic:
+        return cls(
+            source=doc.source,
+            type_system=doc.type_system,
+            type_code=doc.type_code,
+            type_display=doc.type_display,
+            title=doc.title,
+            clinical_time=doc.clinical_time,
+            identifier=doc.identifier,
+            attributes=dict(doc.attributes),
+        )
+
+
+class DocumentIn(BaseModel):
+    """Document metadata of a record uploaded through the node's own API (source ``api``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type_system: str | None = Field(None, min_length=1, max_length=255)
+    type_code: str | None = Field(None, min_length=1, max_length=255)
+    type_display: str | None = Field(None, min_length=1, max_length=255)
+    title: str | None = Field(None, min_length=1, max_length=1024)
+    clinical_time: int | None = Field(
+        None, ge=-(2**62) + 1, le=2**62 - 1, description="unix seconds the content is about"
+    )
+    identifier: str | None = Field(
+        None, min_length=1, max_length=255, description="'system|value', unique on this node"
+    )
+
+    def meta(self) -> DocumentMeta:
+        return DocumentMeta(
+            source="api",
+            type_system=self.type_system,
+            type_code=self.type_code,
+            type_display=self.type_display,
+            title=self.title,
+            clinical_time=self.clinical_time,
+            identifier=self.identifier,
+        )
 
 
 class RecordPublic(BaseModel):
@@ -28,6 +84,7 @@ class RecordPublic(BaseModel):
     erased: bool = False  # crypto-shredded: the content is gone for good, the hash stays
     erased_at: int | None = None
     erase_tx: str | None = None  # the RecordErased tombstone; None until anchored
+    document: DocumentPublic | None = None  # metadata of a standard, where there is any
 
     @classmethod
     def of(cls, row: RecordRow, anchored: bool | None = None) -> RecordPublic:
@@ -46,6 +103,7 @@ class RecordPublic(BaseModel):
             erased=row.erased,
             erased_at=row.erased_at,
             erase_tx=to_hex(row.erase_tx) if row.erase_tx else None,
+            document=DocumentPublic.of(row.document) if row.document else None,
         )
 
 
@@ -121,6 +179,9 @@ class BatchEntryIn(BaseModel):
     )
     previous_id: Hex32 | None = Field(
         None, description="an existing record of the same patient this one supersedes"
+    )
+    document: DocumentIn | None = Field(
+        None, description="document metadata (type, clinical time, title, unique identifier)"
     )
 
     @field_validator("part")

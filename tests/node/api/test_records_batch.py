@@ -308,3 +308,43 @@ def test_documented(rn: RunningNode) -> None:
     assert "All or nothing" in operation["description"]
     body = operation["requestBody"]["content"]["multipart/form-data"]
     assert body["schema"]["required"] == ["manifest"]
+
+
+def test_document_metadata_is_stored_and_identifiers_are_unique(
+    rn: RunningNode, tokens: dict[str, str]
+) -> None:
+    patient = Account.create().address
+    doc = {
+        "type_system": "http://loinc.org",
+        "type_code": "11502-2",
+        "title": "Full blood count",
+        "clinical_time": 1_600_000_000,
+        "identifier": f"urn:lab:orders|{patient}",
+    }
+    entry = {**_entry("r0", patient), "document": doc}
+    r = _post(rn, [entry], [_file("r0")], tokens["hospital"])
+    assert r.status_code == 201, r.text
+    stored = r.json()[0]["document"]
+    assert stored == {**doc, "source": "api", "type_display": None, "attributes": {}}
+    rid = r.json()[0]["record_id"]
+    with rn.client(tokens["hospital"]) as client:
+        assert client.record(rid)["document"]["identifier"] == doc["identifier"]
+    before = _indexed(rn)
+    # The same identifier again: 409, and the batch-mate is not stored either.
+    again = [_entry("a", patient), {**_entry("b", patient), "document": doc}]
+    r = _post(rn, again, [_file("a"), _file("b")], tokens["hospital"])
+    assert r.status_code == 409, r.text
+    assert "manifest[1].document.identifier" in r.json()["detail"]
+    # Two entries with one new identifier: 422 naming the second.
+    fresh = {**doc, "identifier": "urn:lab:orders|fresh"}
+    twice = [
+        {**_entry("a", patient), "document": fresh},
+        {**_entry("b", patient), "document": fresh},
+    ]
+    r = _post(rn, twice, [_file("a"), _file("b")], tokens["hospital"])
+    assert r.status_code == 422, r.text
+    assert "manifest[1]" in r.text
+    # Unknown fields and bad values are refused by the manifest's schema.
+    bad = [{**_entry("a", patient), "document": {"type_system": "x", "colour": "red"}}]
+    assert _post(rn, bad, [_file("a")], tokens["hospital"]).status_code == 422
+    assert _indexed(rn) == before

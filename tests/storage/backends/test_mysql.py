@@ -22,7 +22,7 @@ import pytest
 from storage.abc import RecordIndexAPI
 from storage.backends.mysql import MIGRATIONS, MySQLRecordIndex
 from storage.exceptions import BackendUnavailable, IntegrityError, RecordNotFound, StorageError
-from storage.models import AnchorReceipt
+from storage.models import AnchorReceipt, RecordQuery
 from tests.storage.conformance import (
     HOSPITAL_1,
     HOSPITAL_2,
@@ -129,6 +129,8 @@ def test_schema_tables_and_indexes(index: MySQLRecordIndex, db_name: str) -> Non
         "chain_cursor",
         "worker_leases",
         "anchor_intents",
+        "record_documents",
+        "record_attributes",
     }
     indexes = {
         (r[0], r[1])
@@ -150,6 +152,8 @@ def test_schema_tables_and_indexes(index: MySQLRecordIndex, db_name: str) -> Non
         ("audit_events", "audit_events_patient_time"),
         ("anchor_outbox", "anchor_outbox_intent"),
         ("anchor_outbox", "anchor_outbox_claim"),
+        ("record_documents", "record_documents_identifier"),
+        ("record_attributes", "record_attributes_record"),
     } <= indexes
     engines = query(
         db_name,
@@ -168,7 +172,7 @@ def test_migrations_are_versioned_and_idempotent(db_name: str) -> None:
         assert query(db_name, "SHOW TABLES LIKE 'consent_events'") == []
         index.add_records([make_row(1)])  # v1 is usable on its own
         latest = len(MIGRATIONS)
-        assert index.migrate() == latest == 5
+        assert index.migrate() == latest == 6
         assert index.migrate() == latest
         assert index.migrate(1) == latest  # never downgrades
         versions = query(db_name, "SELECT version FROM schema_migrations ORDER BY version")
@@ -238,9 +242,22 @@ def test_interrupted_lease_migration_is_completed(db_name: str) -> None:
         index.migrate(4)
         for statement in MIGRATIONS[4].statements:
             query(db_name, statement)
-        assert index.migrate() == 5
+        assert index.migrate() == len(MIGRATIONS)
         assert index.open_anchor_intents() == []
         assert index.current("worker") is None
+    finally:
+        index.close()
+
+
+def test_interrupted_document_migration_is_completed(db_name: str) -> None:
+    # v6 (document metadata): applied by a run that died before recording it.
+    index = open_index(db_name, auto_migrate=False)
+    try:
+        index.migrate(5)
+        for statement in MIGRATIONS[5].statements:
+            query(db_name, statement)
+        assert index.migrate() == 6
+        assert index.count_records(RecordQuery(source="fhir")) == 0
     finally:
         index.close()
 
