@@ -22,6 +22,11 @@ from pydantic import AfterValidator, BaseModel, WithJsonSchema, model_validator
 
 from node.exceptions import InvalidRequest
 
+# A free-text reason must hold a character that no one counts as whitespace: Python's
+# str.strip (the flows' check) also strips \x1c-\x1f and \x85, JSON Schema's \s (clients)
+# also counts U+FEFF. Literal characters, so every regex engine reads the class alike.
+REASON_PATTERN = "[^\\s\x1c\x1d\x1e\x1f\x85\ufeff]"
+
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 HEX_PATTERN = r"^0x(?:[0-9a-fA-F]{2})*$"

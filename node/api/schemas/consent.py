@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.api.schemas.common import Address, Hex32, HexBytes, JsonBody, to_hex
+from node.api.schemas.common import REASON_PATTERN, Address, Hex32, HexBytes, JsonBody, to_hex
 from node.flows.break_glass import BreakGlassNotice, Disclosure
 
 
@@ -133,7 +133,7 @@ class BreakGlassIn(JsonBody):
     )
     record_id: Hex32 | None = Field(None, description="one record, or every record if absent")
     duration_seconds: int = Field(gt=0, description="at most break_glass.max_duration")
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=1000, pattern=REASON_PATTERN)
 
 
 class BreakGlassOut(TxOut):

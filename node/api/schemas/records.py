@@ -6,6 +6,7 @@ from node.api.schemas.common import (
     CATEGORY_PATTERN,
     MEDIA_TYPE_MAX_LENGTH,
     MEDIA_TYPE_PATTERN,
+    REASON_PATTERN,
     Address,
     Hex32,
     to_hex,
@@ -41,6 +42,9 @@ class DocumentPublic(BaseModel):
         )
 
 
+MAX_CLINICAL_TIME = 10**11  # seconds: exact in JSON numbers, far inside the index's range
+
+
 class DocumentIn(BaseModel):
     """Document metadata of a record uploaded through the node's own API (source ``api``)."""
 
@@ -51,7 +55,10 @@ class DocumentIn(BaseModel):
     type_display: str | None = Field(None, min_length=1, max_length=255)
     title: str | None = Field(None, min_length=1, max_length=1024)
     clinical_time: int | None = Field(
-        None, ge=-(2**62) + 1, le=2**62 - 1, description="unix seconds the content is about"
+        None,
+        ge=-MAX_CLINICAL_TIME,
+        le=MAX_CLINICAL_TIME,
+        description="unix seconds the content is about (within about 3,000 years of 1970)",
     )
     identifier: str | None = Field(
         None, min_length=1, max_length=255, description="'system|value', unique on this node"
@@ -109,7 +116,10 @@ class RecordPublic(BaseModel):
 
 class EraseIn(BaseModel):
     reason: str = Field(
-        min_length=1, max_length=1000, description="why; only its keccak256 goes on-chain"
+        min_length=1,
+        max_length=1000,
+        pattern=REASON_PATTERN,
+        description="why (not blank); only its keccak256 goes on-chain",
     )
 
 
