@@ -51,6 +51,10 @@ from node.flows.relay_consent import RELAY_WORKER, drain_relays
 from node.flows.rotate_keys import REWRAP_WORKER, KekRewrapJob
 from node.flows.rotate_signer import finish_signer_rotation
 from node.flows.upload_record import HospitalNamespace, UploadRequest
+from node.hl7.mllp import MllpListener
+from node.hl7.service import Hl7Service
+from node.listeners import ListenerAPI
+from node.patients import PatientDirectory
 from node.roles.abc import BackgroundWorkersAPI
 from node.roles.control import InProcessWorkers, RemoteWorkers
 from node.roles.lease import LeaseKeeper
@@ -114,6 +118,7 @@ class Node:
     chain: ChainClientAPI
     auth: AuthStore
     directory: HospitalDirectory
+    patients: PatientDirectory
     access_log: AccessLogQueueAPI
     relays: ConsentRelayQueue
     # Token buckets by caller (API token, wallet, anonymous; hospital-wide); None when off.
@@ -137,6 +142,8 @@ class Node:
     # The worker role's internal endpoint (chain reads, sends, wakes, status); it serves
     # from construction, so API processes can reach the chain as soon as the node is built.
     endpoint: WorkerEndpoint | None = None
+    # HL7 v2 and DICOM listeners (roles all and worker; only those enabled in settings).
+    listeners: tuple[ListenerAPI, ...] = ()
     _closers: list[object] = field(default_factory=list)
     _started: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -186,6 +193,8 @@ class Node:
             if not self._started:
                 for worker in self.workers:
                     worker.start()
+                for listener in self.listeners:
+                    listener.start()
                 self._started = True
 
     def fenced_out(self) -> None:
@@ -197,6 +206,8 @@ class Node:
     def stop(self) -> None:
         """Stop workers, flush what is queued (best effort), close everything."""
         with self._lock:
+            for listener in self.listeners:
+                listener.stop()  # no new messages while the uploads drain
             self.uploads.close()  # commit in-flight uploads before the anchorer's last round
             if self.zk is not None:
                 self.zk.close()
@@ -873,8 +884,9 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         auth = AuthStore(state, cache_ttl=settings.api.auth_cache_ttl)
         access_log = GroupCommitAccessLogQueue(SqlAccessLogQueue(state))
         directory = HospitalDirectory(state)
+        patients = PatientDirectory(state)
         relays = ConsentRelayQueue(state)
-        closers += [auth, access_log, directory, relays]
+        closers += [auth, access_log, directory, relays, patients]
         if role != "api":
             _bootstrap_admin_token(auth, data_dir, notes)
 
@@ -921,19 +933,40 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         # (a hospital not admitted yet reads it again on its first upload).
         with contextlib.suppress(Conflict):
             namespace.member_id()
+        committer = UploadCommitter(
+            chain=chain,
+            namespace=namespace,
+            blobs=blobs,
+            index=index,
+            keys=keys,
+            background=background,
+        )
         uploads: Coalescer[UploadRequest, RecordRow] = Coalescer(
-            UploadCommitter(
-                chain=chain,
-                namespace=namespace,
-                blobs=blobs,
-                index=index,
-                keys=keys,
-                background=background,
-            ),
+            committer.shared,
+            commit_all=committer,
             window=settings.api.upload_batch_window,
             max_batch=settings.api.upload_max_batch,
             name="upload-commit",
         )
+        listeners: list[ListenerAPI] = []
+        if role != "api":  # one per hospital: the worker role's
+            if settings.hl7.enabled:
+                hl7 = Hl7Service(
+                    settings.hl7,
+                    commit=uploads.commit_now,
+                    patients=patients,
+                    index=index,
+                    facility=settings.hospital_name,
+                )
+                listeners.append(MllpListener(settings.hl7, hl7))
+            if settings.dicom.enabled:
+                from node.dicom.ingest import DicomIngest  # pynetdicom only when enabled
+                from node.dicom.scp import DicomListener
+
+                dicom = DicomIngest.of(
+                    settings.dicom, uploads=uploads, index=index, patients=patients
+                )
+                listeners.append(DicomListener(settings.dicom, dicom))
     except BaseException:
         if lease is not None:
             lease.stop()
@@ -953,6 +986,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         chain=chain,
         auth=auth,
         directory=directory,
+        patients=patients,
         access_log=access_log,
         relays=relays,
         throttles=throttles,
@@ -966,6 +1000,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         notes=notes,
         lease=lease,
         endpoint=endpoint,
+        listeners=tuple(listeners),
         _closers=closers,
     )
     if lease is not None:

@@ -17,6 +17,8 @@ from node.api.routers import (
     auth,
     break_glass,
     consents,
+    dicomweb,  # issue 12: DICOMweb (STOW-RS, QIDO-RS, WADO-RS)
+    fhir,  # issue 12: FHIR R4 façade
     governance,
     info,
     patients,
@@ -25,6 +27,7 @@ from node.api.routers import (
     zk_policies,
 )
 from node.api.throttling import install_throttling
+from node.fhir.common import install_fhir_errors  # issue 12
 from node.wiring import Node
 
 DESCRIPTION = """
@@ -64,5 +67,9 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
     routers = (info, auth, records, patients, consents, break_glass, audit, admin, governance)
     for module in (*routers, zk_policies, zk):
         app.include_router(module.router)
+    app.include_router(dicomweb.router)  # issue 12: DICOMweb under /dicomweb
+    if node.settings.fhir.enabled:  # issue 12: FHIR errors as OperationOutcome under /fhir
+        app.include_router(fhir.router)
+        install_fhir_errors(app)
     install_openapi(app)  # every route's error statuses and the error body's schema
     return app

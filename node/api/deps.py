@@ -28,6 +28,7 @@ from node.consent.relay_queue import ConsentRelayQueue
 from node.directory import HospitalDirectory
 from node.exceptions import Forbidden, Unauthenticated
 from node.flows.upload_record import UploadRequest
+from node.patients import PatientDirectory
 from node.roles.abc import BackgroundWorkersAPI
 from node.settings import Settings
 from node.throttle import CallerThrottles
@@ -94,6 +95,11 @@ async def get_directory(request: Request) -> HospitalDirectory:
     return directory
 
 
+async def get_patients(request: Request) -> PatientDirectory:
+    patients: PatientDirectory = _node(request).patients
+    return patients
+
+
 async def get_access_log(request: Request) -> AccessLogQueueAPI:
     access_log: AccessLogQueueAPI = _node(request).access_log
     return access_log
@@ -144,6 +150,7 @@ AccessDep = Annotated[AccessDeciderAPI, Depends(get_access)]
 ChainDep = Annotated[ChainClientAPI, Depends(get_chain)]
 AuthDep = Annotated[AuthStore, Depends(get_auth)]
 DirectoryDep = Annotated[HospitalDirectory, Depends(get_directory)]
+PatientsDep = Annotated[PatientDirectory, Depends(get_patients)]
 AccessLogDep = Annotated[AccessLogQueueAPI, Depends(get_access_log)]
 RelaysDep = Annotated[ConsentRelayQueue, Depends(get_relays)]
 ThrottlesDep = Annotated[CallerThrottles | None, Depends(get_throttles)]

@@ -35,6 +35,7 @@ from starlette.routing import compile_path
 
 from node.api.deps import get_principal
 from node.api.identity import bearer_token, identify, identify_cached
+from node.fhir.common import is_fhir_path, refusal_outcome
 from node.settings import ApiSettings, Settings
 from node.wiring import Node
 
@@ -67,18 +68,27 @@ HARDENING = (
 
 
 async def _refuse(
-    send: Send, status: int, code: str, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()
+    send: Send,
+    status: int,
+    code: str,
+    detail: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    scope: Scope | None = None,
 ) -> None:
-    """An error in the node's shape; the connection closes after it (the rest of a refused
-    body is never read). Carries the hardening headers even outside ``SecurityHeaders``."""
+    """An error in the node's shape (under /fhir: an OperationOutcome); the connection
+    closes after it (the rest of a refused body is never read). Carries the hardening
+    headers even outside ``SecurityHeaders``."""
     body = json.dumps({"error": code, "detail": detail}).encode()
+    content_type = b"application/json"
+    if scope is not None and is_fhir_path(scope.get("path", "")):  # issue 12
+        content_type, body = refusal_outcome(code, detail)
     hardening = [*HARDENING, ("Content-Security-Policy", API_CSP)]
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
                 *headers,
@@ -384,7 +394,9 @@ class BodyGuard:
         try:
             length = int(length_header) if length_header is not None else None
         except ValueError:
-            return await _refuse(send, 400, "invalid_request", "Content-Length is not a number")
+            return await _refuse(
+                send, 400, "invalid_request", "Content-Length is not a number", scope=scope
+            )
         if not chunked and not length:  # no body (HTTP/1.1: no length, no chunks)
             return await self.app(scope, receive, send)
         if rule.needs_caller and not await self._identified(scope):
@@ -394,9 +406,10 @@ class BodyGuard:
                 "unauthenticated",
                 unauthenticated_reason(scope),
                 [(b"www-authenticate", b"Bearer")],
+                scope,
             )
         if length is not None and length > rule.limit:
-            return await _refuse(send, 413, "payload_too_large", self._too_large(rule))
+            return await _refuse(send, 413, "payload_too_large", self._too_large(rule), scope=scope)
         await self._stream(scope, receive, send, rule)
 
     async def _identified(self, scope: Scope) -> bool:
@@ -491,7 +504,7 @@ class BodyGuard:
             if refused is None or started:
                 raise
         if refused is not None and not started:
-            await _refuse(send, refused.status, refused.code, refused.detail)
+            await _refuse(send, refused.status, refused.code, refused.detail, scope=scope)
 
 
 def install_body_guard(app: FastAPI, node: Node) -> None:

@@ -30,9 +30,13 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 
 from node.api.deps import get_principal
+from node.fhir.common import FHIR_JSON, OPERATION_OUTCOME_SCHEMA  # issue 12
 
 ERROR_SCHEMA_NAME = "Error"
 _ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}
+# issue 12: the body of every 4xx/5xx answer under /fhir (node/fhir/common.py).
+OUTCOME_SCHEMA_NAME = "OperationOutcome"
+_OUTCOME_REF = {"$ref": f"#/components/schemas/{OUTCOME_SCHEMA_NAME}"}
 
 
 class ErrorOut(BaseModel):
@@ -185,9 +189,11 @@ def _operations(schema: dict[str, Any], route: Any) -> Iterator[dict[str, Any]]:
 def _precise(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _exact_integer_bounds(components)
+    _exact_integer_bounds(schema.get("paths", {}))  # request bodies given inline
     components[ERROR_SCHEMA_NAME] = ErrorOut.model_json_schema(
         ref_template="#/components/schemas/{model}"
     )
+    components[OUTCOME_SCHEMA_NAME] = OPERATION_OUTCOME_SCHEMA  # issue 12
     # Routers are included as FastAPI's _IncludedRouter: walk their effective routes.
     for route in iter_route_contexts(routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
@@ -205,7 +211,10 @@ def _precise(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
                 if not description or description == "Validation Error":
                     description = DEFAULT_DESCRIPTIONS.get(status, "error")
                 response["description"] = description
-                response["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
+                if route.path_format.startswith("/fhir"):  # issue 12: FHIR answers these
+                    response["content"] = {FHIR_JSON: {"schema": dict(_OUTCOME_REF)}}
+                else:
+                    response["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
                 if status in _HEADERS:
                     response["headers"] = deepcopy(_HEADERS[status])
     # FastAPI's own validation body is answered in the node's shape (errors.py): drop it.

@@ -18,18 +18,13 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as FormFile
 from starlette.exceptions import HTTPException
 
+from node.api.content import ContentReaderDep
 from node.api.deps import (
-    AccessDep,
-    AccessLogDep,
     BackgroundDep,
-    BlobsDep,
-    CacheDep,
-    ChainDep,
     DirectoryDep,
     HospitalDep,
     IndexDep,
     KeyAuditDep,
-    KeysDep,
     PrincipalDep,
     SettingsDep,
     UploadsDep,
@@ -61,7 +56,6 @@ from node.api.schemas.records import (
 from node.auth.principal import Role, TokenPrincipal, WalletPrincipal
 from node.exceptions import Conflict, Forbidden, InvalidRequest, PayloadTooLarge
 from node.flows.erase_record import ErasureResult, erase_and_finish
-from node.flows.read_record import read_record_async
 from node.flows.upload_record import UploadRequest, check_upload
 from storage.abc import RecordIndexAPI
 from storage.models import RecordRow
@@ -158,6 +152,26 @@ record is indexed and queued for anchoring; any other status means none is.
 `GET /records/{{record_id}}/receipt`).
 """
 
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its local ``$defs`` written in place: a request body given inline has
+    no components of its own for ``#/$defs/...`` references to point at."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(dict(defs[ref.removeprefix("#/$defs/")]))
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
 _BATCH_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -169,7 +183,7 @@ _BATCH_REQUEST_BODY: dict[str, Any] = {
                     BATCH_MANIFEST_PART: {
                         "type": "array",
                         "minItems": 1,
-                        "items": BatchEntryIn.model_json_schema(),
+                        "items": _inlined(BatchEntryIn.model_json_schema()),
                         "description": "one entry per record, in the order of the answer; "
                         "sent as one part holding JSON text",
                     }
@@ -391,37 +405,10 @@ def receipt(record_id: Hex32Param, index: IndexDep, principal: PrincipalDep) -> 
     },
 )
 async def read_content(
-    record_id: Hex32Param,
-    wallet: WalletDep,
-    index: IndexDep,
-    blobs: BlobsDep,
-    keys: KeysDep,
-    access: AccessDep,
-    access_log: AccessLogDep,
-    cache: CacheDep,
-    directory: DirectoryDep,
-    chain: ChainDep,
-    background: BackgroundDep,
+    record_id: Hex32Param, wallet: WalletDep, reader: ContentReaderDep
 ) -> Response:
-    # async: the blocking part runs in a worker thread, the access entry's group commit is
-    # awaited on the event loop (read_record_async).
     rid = parse_hex32("record id", record_id)
-
-    def affiliation() -> str | None:  # the hospital a clinician reads for, if listed here
-        return chain.hospital if directory.clinician(wallet.address) is not None else None
-
-    result = await read_record_async(
-        rid,
-        wallet.address,
-        index=index,
-        blobs=blobs,
-        keys=keys,
-        access=access,
-        access_log=access_log,
-        cache=cache,
-        affiliation=affiliation,
-        background=background,
-    )
+    result = await reader.read(rid, wallet.address)
     return Response(
         content=result.content,
         media_type=result.row.content_type,

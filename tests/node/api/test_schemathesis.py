@@ -61,6 +61,19 @@ REFUSALS_BY_RELATION: dict[str, str] = {
     "^/records/batch$": "each manifest entry names one file part of the same request",
 }
 
+# FHIR resources are validated by fhir.resources against the FHIR R4 specification, which the
+# OpenAPI document names (a FHIR resource object) but does not restate; a FHIR search needs
+# one of several parameters. A random JSON object is refused with an OperationOutcome: 400
+# (not a resource of this type, a search without its parameter) or 422 (a resource that
+# breaks the node's rules: a Consent that disagrees with its signature).
+REFUSALS_BY_STANDARD: dict[str, str] = {
+    "^/fhir/?$": "a transaction or batch Bundle (FHIR R4)",
+    "^/fhir/(DocumentReference|Binary|Consent)$": "a FHIR R4 resource of this type",
+    "^/fhir/Consent/[^/]+$": "a FHIR R4 Consent with its signed Revoke",
+    "^/fhir/(Patient|Provenance)$": "a search needs identifier / _id, or target",
+    "^/dicomweb/studies$": "multipart/related of DICOM Part 10 instances (DICOMweb STOW-RS)",
+}
+
 # Paths that are also a value of a templated sibling path, with the checks of undocumented
 # methods that cannot hold there: GET /records/batch is GET /records/{record_id} with an id
 # that is not one (400), and Allow lists the methods of both routes.
@@ -96,6 +109,13 @@ def _config(token: str, role: str, examples: int) -> str:
             f"include-path-regex = {json.dumps(pattern)}",
             "[operations.checks.positive_data_acceptance]",
             f"expected-statuses = {json.dumps([*ACCEPTED, '400'])}",
+        ]
+    for pattern in REFUSALS_BY_STANDARD:
+        lines += [
+            "[[operations]]",
+            f"include-path-regex = {json.dumps(pattern)}",
+            "[operations.checks.positive_data_acceptance]",
+            f"expected-statuses = {json.dumps([*ACCEPTED, '400', '422'])}",
         ]
     for pattern in REFUSALS_BY_RELATION:
         lines += [
@@ -162,7 +182,10 @@ def test_document_is_precise(node: RunningNode) -> None:
             if operation.get("security"):
                 assert {401, 403} <= codes, (method, path)
             for code, response in operation["responses"].items():
-                if int(code) >= 400:
+                if int(code) >= 400 and path.startswith("/fhir"):  # issue 12: FHIR errors
+                    schema = response["content"]["application/fhir+json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/OperationOutcome"}
+                elif int(code) >= 400:
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}
 

@@ -13,6 +13,7 @@ refused (422) or ignored, never applied.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from typing import Any
@@ -27,12 +28,26 @@ from tests.node.conftest import RunningNode
 from tests.node.security.helpers import make_callers
 
 PHI = b"SECRET-PHI potassium 9.9 mmol/L"
-NOT_JSON = {"/zk/proving-key", "/records/{record_id}/content", "/docs", "/redoc"}
+# Routes whose answer is not JSON metadata: the content routes (the record's own route and its
+# FHIR Binary and DICOMweb WADO-RS façades, each the consent-checked read flow), the proving
+# key and the documentation pages.
+NOT_JSON = {
+    "/zk/proving-key",
+    "/records/{record_id}/content",
+    "/fhir/Binary/{record_id}",
+    "/dicomweb/studies/{study}/series/{series}/instances/{sop}",
+    "/docs",
+    "/redoc",
+}
 
 
 def _secrets(rn: RunningNode, tokens: list[str], record_id: str) -> dict[str, str]:
     row = rn.node.index.get_record(bytes.fromhex(record_id[2:]))
-    found = {"record content": PHI.decode(), "wrapped data key": row.wrapped_key.hex()}
+    found = {
+        "record content": PHI.decode(),
+        "record content in base64": base64.b64encode(PHI).decode(),  # FHIR attachment data
+        "wrapped data key": row.wrapped_key.hex(),
+    }
     for i, token in enumerate(tokens):
         found[f"credential {i}"] = token
         found[f"credential {i} hash"] = hashlib.sha256(token.encode()).hexdigest()

@@ -86,6 +86,34 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/zk/records/{record_id}/read"): ANYONE,  # the proof is the authority
     ("GET", "/zk/accesses"): AUDITOR,
     ("GET", "/zk/accesses/readers"): AUDITOR,
+    # issue 12: DICOMweb (H-DICOM)
+    ("POST", "/dicomweb/studies"): HOSPITAL,
+    ("GET", "/dicomweb/studies"): METADATA,
+    ("GET", "/dicomweb/studies/{study}/series"): METADATA,
+    ("GET", "/dicomweb/studies/{study}/series/{series}/instances"): METADATA,
+    ("GET", "/dicomweb/studies/{study}/series/{series}/instances/{sop}"): WALLET,
+    # issue 12: FHIR core (H-FHIR-DOCS)
+    ("GET", "/fhir/metadata"): ANYONE,
+    ("POST", "/fhir/DocumentReference"): HOSPITAL,
+    ("GET", "/fhir/DocumentReference"): METADATA,
+    ("GET", "/fhir/DocumentReference/{record_id}"): METADATA,  # + a clinician with consent
+    ("GET", "/fhir/DocumentReference/{record_id}/_history"): METADATA,
+    ("GET", "/fhir/DocumentReference/{record_id}/_history/{version_id}"): METADATA,
+    ("POST", "/fhir/Binary"): HOSPITAL,
+    ("GET", "/fhir/Binary/{record_id}"): WALLET,
+    ("POST", "/fhir"): HOSPITAL,
+    ("POST", "/fhir/"): HOSPITAL,
+    ("GET", "/fhir/Provenance"): METADATA,
+    ("GET", "/fhir/Provenance/{record_id}"): METADATA,
+    ("GET", "/fhir/Patient"): METADATA,
+    ("GET", "/fhir/Patient/{address}"): METADATA,
+    # issue 12: FHIR Consent and AuditEvent (H-FHIR-CONSENT)
+    ("POST", "/fhir/Consent"): ANYONE,  # the patient's signature is the authority
+    ("PUT", "/fhir/Consent/{id}"): ANYONE,  # a signed Revoke
+    ("GET", "/fhir/Consent"): METADATA,  # wallet: its own
+    ("GET", "/fhir/Consent/{id}"): METADATA,
+    ("GET", "/fhir/AuditEvent"): frozenset({"wallet", "auditor", "admin"}),  # wallet: its own
+    ("GET", "/fhir/AuditEvent/{id}"): frozenset({"wallet", "auditor", "admin"}),
 }
 
 # Path parameters: well-formed values, so that only authorisation can refuse.
@@ -98,6 +126,13 @@ _PATH_VALUES = {
     "proposal_id": "1",
     "token_id": "0" * 12,
     "category": "lab",
+    # issue 12: DICOMweb (H-DICOM)
+    "study": "1.2.3",
+    "series": "1.2.3.4",
+    "sop": "1.2.3.4.5",
+    "version_id": "0x" + "00" * 32,  # issue 12: FHIR vread
+    # issue 12: FHIR Consent and AuditEvent (H-FHIR-CONSENT)
+    "id": "1",
 }
 
 
@@ -201,6 +236,10 @@ def test_wrong_principals_are_refused(
             expected = 401 if who in ("anonymous", "bogus") else 403
             assert r.status_code == expected, (who, r.status_code, r.text)
             body = r.json()
+            if path.startswith("/fhir") and "resourceType" in body:  # issue 12: FHIR errors
+                issue = body["issue"][0]
+                assert issue["code"] in ("login", "forbidden") and issue["diagnostics"]
+                continue
             assert body["error"] in ("unauthenticated", "forbidden") and body["detail"]
         # the positive control: reads by an allowed principal are not refused for who it is
         if method == "GET":

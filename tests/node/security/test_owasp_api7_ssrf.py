@@ -47,6 +47,8 @@ OUTBOUND = {
     "node/chain/worker_endpoint.py": "listens on settings.worker.host/port; connects nowhere",
     "node/roles/supervisor.py": "settings.worker (waits for its own child's endpoint)",
     "node/wiring.py": "socket.gethostname() for the lease holder's name; connects nowhere",
+    # issue 12: H-DICOM
+    "node/dicom/scp.py": "listens on settings.dicom.host/port (TCP_NODELAY); connects nowhere",
     # client side: the CLI, the Python client, the demo and the benchmark call a node
     "node/client.py": "the node URL its user passes",
     "node/cli/main.py": "the node URL on the command line",
