@@ -102,6 +102,10 @@ class EmrClient:
     def governance(self) -> GovernanceApi:
         return GovernanceApi(self)
 
+    @property
+    def wallets(self) -> WalletsApi:
+        return WalletsApi(self)
+
     # -- node ------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         return self._json("GET", "/info")
@@ -468,3 +472,64 @@ class GovernanceApi:
     def vote(self, proposal_id: int) -> dict[str, Any]:
         """Vote as the node's hospital (hospital token)."""
         return self._c._json("POST", f"/governance/proposals/{proposal_id}/vote")
+
+
+class WalletsApi:
+    """Patients' recoverable wallets through the node (``EmrClient.wallets``)."""
+
+    def __init__(self, client: EmrClient) -> None:
+        self._c = client
+
+    def create(
+        self, owner: str, guardians: Sequence[str], threshold: int, delay: int
+    ) -> dict[str, Any]:
+        """Create a wallet (hospital token); returns {address, tx_hash}."""
+        body = {"owner": owner, "guardians": list(guardians), "threshold": threshold}
+        return self._c._json("POST", "/wallets", json={**body, "delay": delay})
+
+    def show(self, address: str) -> dict[str, Any]:
+        return self._c._json("GET", f"/wallets/{address}")
+
+    def typed_data(self, address: str) -> dict[str, Any]:
+        return self._c._json("GET", f"/wallets/{address}/typed-data")
+
+    def approve(
+        self, address: str, guardian: LocalAccount, new_owner: str, *, deadline_in: int = 3600
+    ) -> dict[str, Any]:
+        """Sign ApproveRecovery as ``guardian`` and have the node relay it."""
+        td = self.typed_data(address)
+        message = {"newOwner": new_owner, "nonce": td["nonce"], "deadline": _now() + deadline_in}
+        signed = Account.sign_typed_data(
+            guardian.key, full_message=_wallet_message("ApproveRecovery", message, td)
+        )
+        body = {
+            "new_owner": new_owner,
+            "guardian": guardian.address,
+            "deadline": message["deadline"],
+            "signature": "0x" + signed.signature.hex(),
+        }
+        return self._c._json("POST", f"/wallets/{address}/recovery/approvals", json=body)
+
+    def cancel(
+        self, address: str, owner: LocalAccount, *, deadline_in: int = 3600
+    ) -> dict[str, Any]:
+        """Sign CancelRecovery as the wallet's ``owner`` and have the node relay it."""
+        td = self.typed_data(address)
+        message = {"nonce": td["nonce"], "deadline": _now() + deadline_in}
+        signed = Account.sign_typed_data(
+            owner.key, full_message=_wallet_message("CancelRecovery", message, td)
+        )
+        body = {"deadline": message["deadline"], "signature": "0x" + signed.signature.hex()}
+        return self._c._json("POST", f"/wallets/{address}/recovery/cancel", json=body)
+
+    def finalize(self, address: str) -> dict[str, Any]:
+        return self._c._json("POST", f"/wallets/{address}/recovery/finalize")
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _wallet_message(primary: str, message: dict[str, Any], td: dict[str, Any]) -> dict[str, Any]:
+    types = {"EIP712Domain": td["types"]["EIP712Domain"], primary: td["types"][primary]}
+    return {"types": types, "primaryType": primary, "domain": td["domain"], "message": message}

@@ -42,6 +42,8 @@ _MIGRATIONS = [
     CREATE INDEX break_glass_openings_clinician ON break_glass_openings (clinician, opened_at);
     CREATE INDEX break_glass_openings_patient ON break_glass_openings (patient, opened_at)
     """,
+    # A clinician's display name, for patients choosing a grantee (NULL: none given).
+    "ALTER TABLE clinicians ADD COLUMN name TEXT",
 ]
 # The same schema on MySQL, in one version.
 _TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -63,9 +65,10 @@ _MYSQL_MIGRATIONS = [
         KEY break_glass_openings_clinician (clinician, opened_at),
         KEY break_glass_openings_patient (patient, opened_at)) {_TABLE}
     """,
+    "ALTER TABLE clinicians ADD COLUMN name VARCHAR(255) NULL",
 ]
 
-_COLUMNS = "address, role, added_at, licence_expiry"
+_COLUMNS = "address, role, added_at, licence_expiry, name"
 _REASON_COLUMNS = "reason_hash, reason, opened_by, tx_hash, opened_at, salt, kind, approved_by"
 
 
@@ -75,6 +78,7 @@ class Clinician:
     role: str
     added_at: int
     licence_expiry: int | None = None  # unix seconds; None: not recorded
+    name: str | None = None  # display name shown to patients; None: none given
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,19 +167,19 @@ class HospitalDirectory(ClinicianDirectoryAPI, ReasonStoreAPI, BreakGlassLedgerA
 
     # -- clinicians ------------------------------------------------------------------
     def add_clinician(
-        self, address: str, role: str, licence_expiry: int | None = None
+        self, address: str, role: str, licence_expiry: int | None = None, name: str | None = None
     ) -> Clinician:
-        """Register (or update) a clinician; role and licence expiry are replaced."""
+        """Register (or update) a clinician; role, licence expiry and name are replaced."""
         now = int(time.time())
         with self._db.transaction() as cur:
             cur.execute(
                 self._db.upsert(
                     "clinicians",
-                    ("address", "role", "added_at", "licence_expiry"),
+                    ("address", "role", "added_at", "licence_expiry", "name"),
                     "address",
-                    ("role", "licence_expiry"),
+                    ("role", "licence_expiry", "name"),
                 ),
-                (address, role, now, licence_expiry),
+                (address, role, now, licence_expiry, name),
             )
         found = self.clinician(address)
         assert found is not None

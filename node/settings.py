@@ -126,6 +126,18 @@ class ZkSettings(BaseModel):
         return self
 
 
+class WalletsSettings(BaseModel):
+    """Patients' RecoverableWallets (guardian recovery; docs/wallet-recovery.md)."""
+
+    enabled: bool = True
+    # Shortest recovery delay POST /wallets accepts: the time an owner has to notice and
+    # cancel a recovery that guardians started without them (a day by default).
+    min_recovery_delay: int = Field(86_400, ge=0, le=2**32 - 1)
+    # The factory's manifest; default beside the chain's. Share one factory per consortium:
+    # a node recognises (and relays for) only its factory's wallets.
+    deployment_manifest: Path | None = None
+
+
 class ThrottleSettings(BaseModel):
     """Token buckets by authenticated caller (429 with Retry-After when empty).
 
@@ -357,6 +369,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     zk: ZkSettings = ZkSettings()
+    wallets: WalletsSettings = WalletsSettings()
     break_glass: BreakGlassSettings = BreakGlassSettings()
     worker: WorkerSettings = WorkerSettings()
     fhir: FhirSettings = FhirSettings()

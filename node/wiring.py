@@ -28,12 +28,13 @@ from node.audit.mirror import sync_mirror
 from node.audit.outbox import GroupCommitAccessLogQueue, SqlAccessLogQueue
 from node.auth.principal import Role
 from node.auth.store import AuthStore
-from node.chain.abc import ChainClientAPI
+from node.chain.abc import ChainClientAPI, ContractSignaturesAPI, RecoverableWalletsAPI
 from node.chain.client import Web3ChainClient
 from node.chain.deploy import Deployment
 from node.chain.embedded import EmbeddedChain
 from node.chain.external import ensure_deployment
 from node.chain.sender import RemoteTransactionSender
+from node.chain.wallets import Web3ContractSignatures
 from node.chain.worker_endpoint import WorkerEndpoint, embedded_rpc
 from node.chain.worker_rpc import connect_worker_rpc
 from node.coalescer import Coalescer
@@ -134,6 +135,10 @@ class Node:
     # one list (``_background_workers``): started, stopped and shown in /health from it.
     workers: tuple[BatchWorker, ...] = ()
     zk: ZkAccessService | None = None  # anonymous reads with proofs; None when disabled
+    # Patients' RecoverableWallets (guardian recovery); None when wallets.enabled is off.
+    wallets: RecoverableWalletsAPI | None = None
+    # ERC-1271 checks (contract wallets signing in); None only for hand-built nodes.
+    signatures: ContractSignaturesAPI | None = None
     # Components that depend on a service that can be down, probed by /health.
     health_checks: dict[str, HealthCheckAPI] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
@@ -626,6 +631,38 @@ def _zk_service(
     )
 
 
+def _wallets(
+    settings: Settings,
+    *,
+    data_dir: Path,
+    w3: Web3,
+    account: SignerAccount,
+    chain: Web3ChainClient,
+    notes: list[str],
+    deploy: bool = True,
+) -> RecoverableWalletsAPI | None:
+    """The RecoverableWalletFactory (deployed on first start unless ``deploy`` is off: an
+    API process) and the client of its wallets; None when disabled."""
+    ws = settings.wallets
+    if not ws.enabled:
+        return None
+    from node.chain.wallet_deploy import ensure_wallet_deployment
+    from node.chain.wallets import Web3RecoverableWallets
+
+    cs = settings.chain
+    if ws.deployment_manifest is not None:
+        manifest = ws.deployment_manifest
+    elif cs.backend == "embedded":
+        manifest = data_dir / "wallets-deployment.json"
+    else:
+        base = cs.deployment_manifest or data_dir / "deployments" / f"{cs.network}.json"
+        manifest = base.with_name(base.stem + ".wallets.json")
+    deployment, deployed = ensure_wallet_deployment(w3, manifest, account, deploy=deploy)
+    if deployed:
+        notes.append(f"deployed the recoverable wallet factory ({manifest})")
+    return Web3RecoverableWallets(chain, deployment)
+
+
 def _throttles(settings: Settings) -> CallerThrottles | None:
     t = settings.throttle
     if not t.enabled:
@@ -881,6 +918,15 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
             notes=notes,
             deploy=role != "api",
         )
+        wallets = _wallets(
+            settings,
+            data_dir=data_dir,
+            w3=w3,
+            account=account,
+            chain=chain,
+            notes=notes,
+            deploy=role != "api",
+        )
         auth = AuthStore(state, cache_ttl=settings.api.auth_cache_ttl)
         access_log = GroupCommitAccessLogQueue(SqlAccessLogQueue(state))
         directory = HospitalDirectory(state)
@@ -996,6 +1042,8 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         background=background,
         workers=tuple(workers),
         zk=zk,
+        wallets=wallets,
+        signatures=Web3ContractSignatures(chain),
         health_checks=health_checks,
         notes=notes,
         lease=lease,

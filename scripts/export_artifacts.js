@@ -19,6 +19,9 @@ const CONTRACTS = [
   ["contracts/AccessLog.sol", "AccessLog"],
   ["contracts/mocks/ERC1271WalletMock.sol", "ERC1271WalletMock"],
   ["contracts/mocks/CallTargetMock.sol", "CallTargetMock"],
+  // patients' identity wallets with guardian recovery (clones made by the factory)
+  ["contracts/wallets/RecoverableWallet.sol", "RecoverableWallet"],
+  ["contracts/wallets/RecoverableWalletFactory.sol", "RecoverableWalletFactory"],
   // zero-knowledge access: PoseidonT3 is an external library linked into CredentialRegistry
   ["contracts/zk/PoseidonT3.sol", "PoseidonT3"],
   ["contracts/zk/CredentialRegistry.sol", "CredentialRegistry"],

@@ -23,10 +23,12 @@ from node.api.routers import (
     info,
     patients,
     records,
+    wallets,  # issue 13: patients' recoverable wallets
     zk,
     zk_policies,
 )
 from node.api.throttling import install_throttling
+from node.api.web import install_web  # issue 13: portal and explorer pages
 from node.fhir.common import install_fhir_errors  # issue 12
 from node.wiring import Node
 
@@ -65,11 +67,12 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
     install_trusted_hosts(app, node.settings)
     # zk_policies before zk: its /zk/policies/{category} routes come first.
     routers = (info, auth, records, patients, consents, break_glass, audit, admin, governance)
-    for module in (*routers, zk_policies, zk):
+    for module in (*routers, wallets, zk_policies, zk):
         app.include_router(module.router)
     app.include_router(dicomweb.router)  # issue 12: DICOMweb under /dicomweb
     if node.settings.fhir.enabled:  # issue 12: FHIR errors as OperationOutcome under /fhir
         app.include_router(fhir.router)
         install_fhir_errors(app)
+    install_web(app)
     install_openapi(app)  # every route's error statuses and the error body's schema
     return app

@@ -21,7 +21,7 @@ from node.api.identity import identify, identify_cached
 from node.audit.abc import AccessLogQueueAPI, KeyAuditLogAPI
 from node.auth.principal import Principal, Role, TokenPrincipal, WalletPrincipal
 from node.auth.store import AuthStore
-from node.chain.abc import ChainClientAPI
+from node.chain.abc import ChainClientAPI, ContractSignaturesAPI, RecoverableWalletsAPI
 from node.coalescer import Coalescer
 from node.consent.abc import AccessDeciderAPI
 from node.consent.relay_queue import ConsentRelayQueue
@@ -135,6 +135,16 @@ async def get_zk_service(request: Request) -> ZkAccessService | None:
     return zk
 
 
+async def get_wallets(request: Request) -> RecoverableWalletsAPI | None:
+    wallets: RecoverableWalletsAPI | None = _node(request).wallets
+    return wallets
+
+
+async def get_signatures(request: Request) -> ContractSignaturesAPI | None:
+    signatures: ContractSignaturesAPI | None = _node(request).signatures
+    return signatures
+
+
 async def get_health_checks(request: Request) -> dict[str, HealthCheckAPI]:
     checks: dict[str, HealthCheckAPI] = _node(request).health_checks
     return checks
@@ -160,6 +170,10 @@ BackgroundDep = Annotated[BackgroundWorkersAPI, Depends(get_background)]
 # None when zero-knowledge access is disabled (node/api/routers/zk.py's ZkDep answers 404).
 OptionalZkDep = Annotated[ZkAccessService | None, Depends(get_zk_service)]
 HealthChecksDep = Annotated[dict[str, HealthCheckAPI], Depends(get_health_checks)]
+# None when wallets.enabled is off (node/api/routers/wallets.py answers 404).
+OptionalWalletsDep = Annotated[RecoverableWalletsAPI | None, Depends(get_wallets)]
+# ERC-1271 checks of contract wallets (sign-in, guardians); None on a hand-built node.
+SignaturesDep = Annotated[ContractSignaturesAPI | None, Depends(get_signatures)]
 
 
 async def get_principal(

@@ -171,10 +171,17 @@ _DOCS_CSP = (
     "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
     "connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
 )
+# The portal and explorer (issue 13): scripts, styles and requests from this node only, no
+# inline script, no framing; images may be data: URLs (charts are inline SVG).
+WEB_PREFIX = "/web/"
+_WEB_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type"
 # Response headers a browser script may read (besides the CORS-safelisted ones).
-CORS_EXPOSE = "Retry-After, X-Record-Id, X-Access-Basis, X-Content-SHA256"
+CORS_EXPOSE = "Retry-After, X-Record-Id, X-Access-Basis, X-Content-SHA256, X-Total-Count"
 
 
 class SecurityHeaders:
@@ -191,11 +198,18 @@ class SecurityHeaders:
             common.append(("Vary", "Origin"))
         self.api = [*common, ("Content-Security-Policy", API_CSP)]
         self.docs = [*common, ("Content-Security-Policy", _DOCS_CSP)]
+        self.web = [*common, ("Content-Security-Policy", _WEB_CSP)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        extra = self.docs if scope["path"] in DOCS_PATHS else self.api
+        path = scope["path"]
+        if path in DOCS_PATHS:
+            extra = self.docs
+        elif path.startswith(WEB_PREFIX):
+            extra = self.web
+        else:
+            extra = self.api
         origin = _header(scope, b"origin")
         if origin is not None and origin.lower() in self.origins:
             extra = [*extra, ("Access-Control-Allow-Origin", origin)]

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import _hash_eip191_message, encode_defunct
+
+from node.chain.abc import ContractSignaturesAPI
 
 _NONCE_LINE = re.compile(r"^Nonce: ([A-Za-z0-9]{8,})$", re.MULTILINE)
 _DOMAIN_LINE = re.compile(r"\A(\S+) wants you to sign in with your Ethereum account:\n")
@@ -75,3 +77,28 @@ def recover_signer(message: str, signature: bytes) -> str | None:
         return Account.recover_message(encode_defunct(text=message), signature=signature)
     except Exception:  # any malformed signature is simply "not signed by anyone"
         return None
+
+
+def message_hash(message: str) -> bytes:
+    """The EIP-191 ``personal_sign`` hash of ``message``: what a contract wallet is asked
+    about (``isValidSignature(hash, signature)``)."""
+    return bytes(_hash_eip191_message(encode_defunct(text=message)))
+
+
+def signed_by(
+    message: str,
+    signature: bytes,
+    address: str,
+    *,
+    contracts: ContractSignaturesAPI | None,
+) -> bool:
+    """Whether ``address`` signed ``message``: its own EIP-191 signature (an EOA), or, when
+    it does not recover to ``address``, the answer of the contract at ``address`` (ERC-1271:
+    the magic value for the message's EIP-191 hash; an account without code says no).
+    Raises ``ChainUnavailable`` when a contract wallet would have to be asked and the chain
+    is down."""
+    if recover_signer(message, signature) == address:
+        return True
+    if contracts is None:
+        return False
+    return contracts.is_valid_signature(address, message_hash(message), signature)

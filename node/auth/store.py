@@ -46,6 +46,8 @@ _MIGRATIONS = [
     CREATE UNIQUE INDEX api_tokens_id ON api_tokens (id);
     CREATE INDEX sessions_address ON sessions (address)
     """,
+    # Each wallet's latest successful sign-in, so the next one can tell it "last time".
+    "CREATE TABLE sign_ins (address TEXT PRIMARY KEY, last_at INTEGER NOT NULL)",
 ]
 # The same schema on MySQL (one version: it starts where SQLite is now). ``seq`` orders
 # tokens made in the same second (SQLite's rowid).
@@ -62,6 +64,10 @@ _MYSQL_MIGRATIONS = [
     CREATE TABLE IF NOT EXISTS sessions (token_hash CHAR(64) NOT NULL PRIMARY KEY,
         address VARCHAR(64) NOT NULL, expires_at BIGINT NOT NULL,
         KEY sessions_address (address), KEY sessions_expiry (expires_at)) {_TABLE}
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS sign_ins (address VARCHAR(64) NOT NULL PRIMARY KEY,
+        last_at BIGINT NOT NULL) {_TABLE}
     """,
 ]
 
@@ -330,6 +336,21 @@ class AuthStore:
                 (_digest(token), address, expires_at),
             )
         return token, expires_at
+
+    def record_sign_in(self, address: str, at: int | None = None) -> int | None:
+        """Note a successful sign-in of ``address`` at ``at`` (default now); return the
+        previous one (unix seconds), or None if this is its first on this node."""
+        now = int(time.time()) if at is None else at
+        with self._db.transaction() as cur:
+            row = cur.execute(
+                "SELECT last_at FROM sign_ins WHERE address = ?" + self._db.for_update(),
+                (address,),
+            ).fetchone()
+            cur.execute(
+                self._db.upsert("sign_ins", ("address", "last_at"), "address", ("last_at",)),
+                (address, now),
+            )
+        return None if row is None else int(row[0])
 
     def resolve_session(self, token: str) -> str | None:
         """The session's wallet address; None if it is unknown, expired or ended."""

@@ -20,6 +20,7 @@ from node.chain.models import (
     ConsentRevoke,
     CredentialEvent,
     TxResult,
+    WalletState,
     ZkAccessEvent,
     ZkAccessRequest,
 )
@@ -89,6 +90,11 @@ class ChainClientAPI(ABC):
     @abstractmethod
     def head_block(self) -> int:
         """The chain's latest block number (a liveness probe). Raises ChainUnavailable."""
+
+    @abstractmethod
+    def block_time(self, block_number: int) -> int:
+        """The block's timestamp (unix seconds): the chain's clock, which consents and
+        break-glass windows are judged by."""
 
     # -- records ---------------------------------------------------------------
     @abstractmethod
@@ -374,3 +380,76 @@ class ZkGateAPI(ABC):
         to_block: int | None = None,
     ) -> list[ZkAccessEvent]:
         """v2 ``ZkAccessGranted`` events, optionally for one record, in chain order."""
+
+
+class ContractSignaturesAPI(ABC):
+    """ERC-1271: signatures of contract accounts, which only the contract can judge."""
+
+    @abstractmethod
+    def is_valid_signature(self, account: str, digest: bytes, signature: bytes) -> bool:
+        """True iff ``account`` is a contract whose ``isValidSignature(digest, signature)``
+        returns the magic value 0x1626ba7e, asked with an ``eth_call`` of bounded gas (no
+        transaction, no fee). False for an account without code, a revert, running out of
+        gas or any other answer. Raises ``ChainUnavailable``."""
+
+
+class RecoverableWalletsAPI(ABC):
+    """Patients' RecoverableWallets (guardian recovery, ERC-1271) and their factory.
+
+    Only wallets made by this network's factory are recognised: their runtime code is the
+    EIP-1167 clone of the factory's implementation. Write methods raise ``ContractReverted``
+    (the wallet's or factory's custom error) when refused, having changed nothing, and
+    ``ChainUnavailable`` when the chain cannot be reached; reads raise ``ChainUnavailable``.
+    """
+
+    @property
+    @abstractmethod
+    def chain_id(self) -> int:
+        """The chain id that wallet signatures commit to (EIP-712 domain)."""
+
+    @property
+    @abstractmethod
+    def factory(self) -> str:
+        """The factory's checksummed address."""
+
+    @abstractmethod
+    def chain_time(self) -> int:
+        """Seconds since the epoch that the next block will at least carry: the latest
+        block's timestamp or the wall clock, whichever is later."""
+
+    @abstractmethod
+    def is_wallet(self, address: str) -> bool:
+        """Whether ``address`` holds exactly a RecoverableWallet clone of this factory (a
+        code-hash comparison; nothing else is ever relayed for)."""
+
+    @abstractmethod
+    def wallet(self, address: str) -> WalletState | None:
+        """The wallet's settings and pending recovery; None if ``address`` is not one."""
+
+    @abstractmethod
+    def approvals(self, address: str, new_owner: str) -> tuple[str, ...]:
+        """Guardians who approved ``new_owner`` in the wallet's current round."""
+
+    @abstractmethod
+    def predict(self, owner: str, guardians: Sequence[str], threshold: int, delay: int) -> str:
+        """The address ``create`` gives for these settings (created or not)."""
+
+    @abstractmethod
+    def create(
+        self, owner: str, guardians: Sequence[str], threshold: int, delay: int
+    ) -> tuple[str, TxResult]:
+        """Create a wallet through the factory (the node pays); return (address, tx)."""
+
+    @abstractmethod
+    def approve_recovery(
+        self, wallet: str, new_owner: str, guardian: str, deadline: int, signature: bytes
+    ) -> TxResult:
+        """Relay a guardian's signed ApproveRecovery."""
+
+    @abstractmethod
+    def cancel_recovery(self, wallet: str, deadline: int, signature: bytes) -> TxResult:
+        """Relay the owner's signed CancelRecovery (ends the current round)."""
+
+    @abstractmethod
+    def finalize_recovery(self, wallet: str) -> TxResult:
+        """Make the pending recovery's new owner the owner (after its eta)."""

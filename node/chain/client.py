@@ -141,7 +141,7 @@ def _decode_topic(kind: str, topic: bytes) -> Any:
 
 
 @contextlib.contextmanager
-def _simulation_errors() -> Iterator[None]:
+def simulation_errors() -> Iterator[None]:
     """How a simulation (``eth_call`` / ``eth_estimateGas`` before a send) fails: the chain
     unreachable, the contract refusing (nothing was sent), or another chain error."""
     try:
@@ -296,7 +296,7 @@ class Web3ChainClient(ChainClientAPI):
         """
         with self._sender.exclusive():
             sender = self._sender.address
-            with _simulation_errors():
+            with simulation_errors():
                 if gas_limit is None:
                     estimate = fn.estimate_gas({"from": sender})
                     gas_limit = estimate + estimate // 5 + 10_000
@@ -348,7 +348,7 @@ class Web3ChainClient(ChainClientAPI):
             "data": HexBytes(data),
             "gas": gas_limit,
         }
-        with _simulation_errors():
+        with simulation_errors():
             self._w3.eth.call(call)  # type: ignore[arg-type]
 
     def _name_revert(self, to: str, data: bytes, gas_limit: int) -> ContractReverted | None:
@@ -405,6 +405,10 @@ class Web3ChainClient(ChainClientAPI):
     @property
     def web3(self) -> Web3:
         return self._w3
+
+    def block_time(self, block_number: int) -> int:
+        """Cached: audit queries ask for the same blocks again (the ZK gate too)."""
+        return self._read(lambda: self._block_timestamp(block_number))
 
     def _block_timestamp(self, block_number: int) -> int:
         ts = self._timestamps.get(block_number)

@@ -166,3 +166,20 @@ class ZkAccessEvent:
     tx_hash: bytes
     block_number: int
     log_index: int
+    timestamp: int = 0  # the block's time (unix seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletState:
+    """A RecoverableWallet as read from the chain. ``pending_owner``/``eta`` are None when no
+    recovery is pending; ``pending_approvals`` lists the guardians who approved it."""
+
+    address: str
+    owner: str
+    guardians: tuple[str, ...]
+    threshold: int
+    delay: int
+    nonce: int
+    pending_owner: str | None
+    eta: int | None
+    pending_approvals: tuple[str, ...]

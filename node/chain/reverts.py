@@ -26,6 +26,8 @@ _CONTRACTS = (
     "AccessLog",
     "CredentialRegistry",
     "ZkAccessGate",
+    "RecoverableWallet",
+    "RecoverableWalletFactory",
 )
 
 

@@ -201,6 +201,7 @@ class Web3ZkGate(ZkGateAPI):
                     tx_hash=bytes(entry["transactionHash"]),
                     block_number=int(entry["blockNumber"]),
                     log_index=int(entry["logIndex"]),
+                    timestamp=self._client.block_time(int(entry["blockNumber"])),
                 )
             )
         events.sort(key=lambda e: (e.block_number, e.log_index))

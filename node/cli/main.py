@@ -755,6 +755,45 @@ def governance_vote(
         _print_json(lambda: client.governance.vote(proposal_id))
 
 
+wallet_app = typer.Typer(
+    help="Patients' recoverable wallets (guardians, recovery delay).", no_args_is_help=True
+)
+app.add_typer(wallet_app, name="wallet")
+
+
+@wallet_app.command("create")
+def wallet_create(
+    owner: Annotated[str, typer.Argument(help="the patient's key address (signs for the wallet)")],
+    guardians: Annotated[
+        str, typer.Option("--guardians", help="comma-separated guardian addresses (1 to 8)")
+    ],
+    threshold: Annotated[int, typer.Option(help="approvals a new owner needs")] = 2,
+    delay: Annotated[
+        int, typer.Option(help="seconds before a recovery takes effect (cancel window)")
+    ] = 172_800,
+    url: Url = "http://127.0.0.1:8700",
+    token: HospitalToken = None,
+) -> None:
+    """Create a patient's recoverable wallet (hospital token; the node pays)."""
+    from node.client import EmrClient
+
+    wanted = [g.strip() for g in guardians.split(",") if g.strip()]
+    with EmrClient(url, token) as client:
+        _print_json(lambda: client.wallets.create(owner, wanted, threshold, delay))
+
+
+@wallet_app.command("show")
+def wallet_show(
+    address: Annotated[str, typer.Argument(help="the wallet's address")],
+    url: Url = "http://127.0.0.1:8700",
+) -> None:
+    """A wallet: owner, guardians, threshold, delay and any pending recovery."""
+    from node.client import EmrClient
+
+    with EmrClient(url) as client:
+        _print_json(lambda: client.wallets.show(address))
+
+
 @app.command()
 def read(
     record_id: str,

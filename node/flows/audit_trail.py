@@ -3,15 +3,109 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from hsm.abc import KeyStoreAPI
 from hsm.exceptions import DecryptionError, UnwrapError
-from node.chain.abc import ChainClientAPI
+from node.chain.abc import ChainClientAPI, ZkGateAPI
 from node.chain.merkle import record_leaf, verify_proof
+from node.chain.models import AuditEvent, ZkAccessEvent
 from node.flows.read_record import open_record
-from storage.abc import BlobStoreAPI, RecordIndexAPI
+from storage.abc import AuditMirrorAPI, BlobStoreAPI, RecordIndexAPI
 from storage.exceptions import IntegrityError
 from storage.models import AnchorReceipt
+
+# The events of the audit trail: RecordRegistry, ConsentRegistry, AccessLog and (with
+# zero-knowledge access on) ZkAccessGate's anonymous reads.
+AuditEventName = Literal[
+    "RecordAnchored",
+    "BatchAnchored",
+    "ConsentGranted",
+    "ConsentRevoked",
+    "ClassConsentGranted",
+    "ClassConsentRevoked",
+    "BreakGlassOpened",
+    "AccessRecorded",
+    "ZkAccessGranted",
+]
+AUDIT_EVENT_NAMES: tuple[str, ...] = get_args(AuditEventName)
+MAX_MIRRORED = 100_000  # events read from the SQL mirror per query
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Events matching every given field; ``since`` and ``until`` are inclusive unix times."""
+
+    patient: str | None = None
+    record_id: bytes | None = None
+    actor: str | None = None  # clinician, grantee or hospital address
+    since: int | None = None
+    until: int | None = None
+    event: str | None = None  # one of AUDIT_EVENT_NAMES
+    source: Literal["chain", "mirror"] = "chain"
+
+    def keeps(self, e: AuditEvent) -> bool:
+        return (
+            (self.event is None or e.event == self.event)
+            and (self.since is None or e.timestamp >= self.since)
+            and (self.until is None or e.timestamp <= self.until)
+        )
+
+
+def zk_audit_event(e: ZkAccessEvent) -> AuditEvent:
+    """An anonymous read as an audit event: the record and patient, never the reader."""
+    return AuditEvent(
+        event="ZkAccessGranted",
+        contract="ZkAccessGate",
+        block_number=e.block_number,
+        timestamp=e.timestamp,
+        tx_hash=e.tx_hash,
+        log_index=e.log_index,
+        args={
+            "patient": e.patient,
+            "recordId": e.record_id,
+            "category": e.category,
+            "epoch": e.epoch,
+            "relayer": e.relayer,
+        },
+    )
+
+
+def find_audit_events(
+    f: AuditFilter,
+    *,
+    chain: ChainClientAPI,
+    mirror: AuditMirrorAPI,
+    zk_gate: ZkGateAPI | None = None,
+) -> list[AuditEvent]:
+    """The audit trail matching ``f``, in chain order (oldest first). Anonymous reads come
+    from the chain's ZkAccessGate when ``zk_gate`` is given: never from the mirror, and
+    never for an ``actor`` (they have none)."""
+    if f.source == "mirror":
+        found = [
+            AuditEvent(**e)
+            for e in mirror.mirrored_events(
+                patient=f.patient,
+                record_id=f.record_id,
+                actor=f.actor,
+                since=f.since,
+                until=f.until,
+                limit=MAX_MIRRORED,
+            )
+        ]
+    elif f.event == "ZkAccessGranted":
+        found = []
+    else:
+        found = chain.audit_events(patient=f.patient, record_id=f.record_id, actor=f.actor)
+    anonymous = f.event in (None, "ZkAccessGranted") and f.actor is None
+    if zk_gate is not None and f.source == "chain" and anonymous:
+        found += [
+            zk_audit_event(e)
+            for e in zk_gate.access_events(record_id=f.record_id)
+            if f.patient is None or e.patient == f.patient
+        ]
+        found.sort(key=lambda e: (e.block_number, e.log_index))
+    return [e for e in found if f.keeps(e)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ EXPORTED = (
     "ZkAccessGate",
     "ClinicianAccessVerifier",
     "AgeAtLeastVerifier",
+    "RecoverableWallet",
+    "RecoverableWalletFactory",
 )
 
 

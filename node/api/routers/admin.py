@@ -19,12 +19,14 @@ from node.api.deps import (
     HospitalDep,
     IndexDep,
     KeysDep,
+    PrincipalDep,
     SettingsDep,
 )
-from node.api.schemas.common import Address, JsonBody
+from node.api.schemas.common import REASON_PATTERN, Address, JsonBody
 from node.audit.key_log import acting_as
 from node.auth.principal import Role
 from node.auth.store import TOKEN_ID_PATTERN, TokenInfo
+from node.directory import Clinician
 from node.flows.rotate_keys import rotate, rotation_status
 from node.flows.rotate_signer import start_signer_rotation
 
@@ -89,6 +91,13 @@ class ClinicianIn(JsonBody):
         description="unix seconds; the node writes it into the clinician's zero-knowledge "
         "credentials (with the role), none are issued without it",
     )
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=REASON_PATTERN,
+        description="display name patients see when choosing a grantee, e.g. Dr Alice Bell",
+    )
 
 
 class ClinicianOut(BaseModel):
@@ -96,6 +105,25 @@ class ClinicianOut(BaseModel):
     role: str
     added_at: int
     licence_expiry: int | None
+    name: str | None = Field(description="display name; null: none given")
+
+    @classmethod
+    def of(cls, c: Clinician) -> ClinicianOut:
+        return cls(
+            address=c.address,
+            role=c.role,
+            added_at=c.added_at,
+            licence_expiry=c.licence_expiry,
+            name=c.name,
+        )
+
+
+class DirectoryEntryOut(BaseModel):
+    address: str = Field(description="the clinician's wallet address (checksummed)")
+    name: str | None = Field(description="display name; null: none given")
+    role: str = Field(description="e.g. physician, nurse")
+    hospital: int = Field(description="this hospital's consortium member id")
+    hospital_name: str = Field(description="this hospital's name")
 
 
 _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
@@ -250,9 +278,8 @@ def key_status(
     },
 )
 def add_clinician(body: ClinicianIn, directory: DirectoryDep, _caller: HospitalDep) -> ClinicianOut:
-    c = directory.add_clinician(body.address, body.role, body.licence_expiry)
-    return ClinicianOut(
-        address=c.address, role=c.role, added_at=c.added_at, licence_expiry=c.licence_expiry
+    return ClinicianOut.of(
+        directory.add_clinician(body.address, body.role, body.licence_expiry, body.name)
     )
 
 
@@ -262,9 +289,27 @@ def add_clinician(body: ClinicianIn, directory: DirectoryDep, _caller: HospitalD
     summary="List this hospital's clinicians (hospital)",
 )
 def list_clinicians(directory: DirectoryDep, _caller: HospitalDep) -> list[ClinicianOut]:
+    return [ClinicianOut.of(c) for c in directory.clinicians()]
+
+
+@router.get(
+    "/clinicians/directory",
+    response_model=list[DirectoryEntryOut],
+    summary="This hospital's clinician directory: address, name, role and hospital, for "
+    "patients choosing whom to grant access (any wallet session or API token)",
+    responses={
+        401: {"description": "no credential, or an unknown, expired or revoked one"},
+        503: {"description": "chain unreachable (the hospital's member id and name)"},
+    },
+)
+def clinician_directory(
+    directory: DirectoryDep, chain: ChainDep, settings: SettingsDep, _caller: PrincipalDep
+) -> list[DirectoryEntryOut]:
+    hospital = chain.member_id(chain.hospital)
+    name = dict(chain.members()).get(chain.hospital, settings.hospital_name)
     return [
-        ClinicianOut(
-            address=c.address, role=c.role, added_at=c.added_at, licence_expiry=c.licence_expiry
+        DirectoryEntryOut(
+            address=c.address, name=c.name, role=c.role, hospital=hospital, hospital_name=name
         )
         for c in directory.clinicians()
     ]

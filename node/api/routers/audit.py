@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from node.api.deps import (
@@ -16,6 +19,7 @@ from node.api.deps import (
     KeyAuditDep,
     KeysDep,
     MirrorDep,
+    OptionalZkDep,
     PrincipalDep,
 )
 from node.api.schemas.common import (
@@ -28,14 +32,21 @@ from node.api.schemas.common import (
     to_hex,
 )
 from node.api.schemas.consent import ReasonDisclosureOut, StoredReasonOut
+from node.audit import csv_export
+from node.audit.csv_export import CSV_COLUMNS, MAX_CSV_ROWS
 from node.audit.key_log import verify_key_audit
 from node.audit.mirror import verify_mirror
-from node.auth.principal import Role, WalletPrincipal
+from node.audit.stats import audit_stats
+from node.auth.principal import Principal, Role, WalletPrincipal
+from node.chain.abc import ChainClientAPI
 from node.chain.models import AuditEvent
+from node.directory import HospitalDirectory
 from node.exceptions import Forbidden, NotFound
 from node.flows.anchor_key_audit import key_audit_addresses
-from node.flows.audit_trail import verify_record
+from node.flows.audit_trail import AuditEventName, AuditFilter, find_audit_events, verify_record
 from node.flows.break_glass import disclose, disclose_event
+from node.zkaccess.service import ZkAccessService
+from storage.abc import AuditMirrorAPI
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -74,72 +85,219 @@ def _jsonable(value: Any) -> Any:
     return to_hex(value) if isinstance(value, bytes) else value
 
 
+_AUDIT_CALLERS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credential, or an unknown, expired or revoked one"},
+    403: {
+        "description": "neither an auditor (or admin) token nor a wallet session, or a "
+        "wallet asking for another patient's trail"
+    },
+    422: {"description": "a malformed filter (address, record id, time, event, paging)"},
+    503: {"description": "chain unreachable"},
+}
+_TOTAL_COUNT = {
+    "X-Total-Count": {
+        "description": "events matching the filters before paging (limit, offset)",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
+def _trail_patient(principal: Principal, patient: str | None) -> str | None:
+    """The patient filter a caller may ask for: auditor and admin tokens any patient's (or
+    every) trail, a wallet only its own (its address becomes the filter)."""
+    wanted = parse_address("patient", patient) if patient is not None else None
+    if isinstance(principal, WalletPrincipal):
+        if wanted not in (None, principal.address):
+            raise Forbidden("a wallet may read only its own audit trail")
+        return principal.address
+    if not principal.has(Role.AUDITOR):
+        raise Forbidden("the audit trail needs an auditor token")
+    return wanted
+
+
+def _event_out(e: AuditEvent, directory: HospitalDirectory) -> AuditEventOut:
+    disclosure = disclose_event(e, reasons=directory)
+    return AuditEventOut(
+        event=e.event,
+        contract=e.contract,
+        block_number=e.block_number,
+        timestamp=e.timestamp,
+        tx_hash=to_hex(e.tx_hash),
+        log_index=e.log_index,
+        args={k: _jsonable(v) for k, v in e.args.items()},
+        reason=disclosure.commitment.reason if disclosure else None,
+        disclosure=ReasonDisclosureOut.of(disclosure) if disclosure else None,
+    )
+
+
+PatientQuery = Annotated[AddressParam | None, Query()]
+RecordQuery = Annotated[Hex32Param | None, Query()]
+ActorQuery = Annotated[
+    AddressParam | None, Query(description="clinician, grantee or hospital address")
+]
+SinceQuery = Annotated[int | None, Query(ge=0, le=MAX_INT64, description="unix seconds, inclusive")]
+UntilQuery = Annotated[int | None, Query(ge=0, le=MAX_INT64, description="unix seconds, inclusive")]
+EventQuery = Annotated[
+    AuditEventName | None,
+    Query(description="only events of this name (ZkAccessGranted: anonymous reads)"),
+]
+SourceQuery = Annotated[
+    Literal["chain", "mirror"],
+    Query(
+        description="chain: the logs themselves; mirror: the SQL copy (fast, may lag; "
+        "without anonymous reads)"
+    ),
+]
+
+
+def audit_filter(
+    principal: PrincipalDep,
+    patient: PatientQuery = None,
+    record_id: RecordQuery = None,
+    actor: ActorQuery = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    event: EventQuery = None,
+    source: SourceQuery = "chain",
+) -> AuditFilter:
+    return AuditFilter(
+        patient=_trail_patient(principal, patient),
+        record_id=parse_hex32("record_id", record_id) if record_id is not None else None,
+        actor=parse_address("actor", actor) if actor is not None else None,
+        since=since,
+        until=until,
+        event=event,
+        source=source,
+    )
+
+
+AuditFilterDep = Annotated[AuditFilter, Depends(audit_filter)]
+
+
+def _trail(
+    f: AuditFilter, chain: ChainClientAPI, mirror: AuditMirrorAPI, zk: ZkAccessService | None
+) -> list[AuditEvent]:
+    return find_audit_events(f, chain=chain, mirror=mirror, zk_gate=zk.gate if zk else None)
+
+
 @router.get(
     "/events",
     response_model=list[AuditEventOut],
-    summary="Audit events by patient, record, actor, time (auditor; a wallet: its own)",
+    summary="Audit events by patient, record, actor, event, time, a page at a time, in "
+    "chain order (auditor; a wallet: its own)",
+    responses={200: {"headers": _TOTAL_COUNT}, **_AUDIT_CALLERS},
 )
 def events(
     chain: ChainDep,
     mirror: MirrorDep,
     directory: DirectoryDep,
-    principal: PrincipalDep,
-    patient: Annotated[AddressParam | None, Query()] = None,
-    record_id: Annotated[Hex32Param | None, Query()] = None,
-    actor: Annotated[
-        AddressParam | None, Query(description="clinician, grantee or hospital address")
-    ] = None,
-    since: Annotated[
-        int | None, Query(ge=0, le=MAX_INT64, description="unix seconds, inclusive")
-    ] = None,
-    until: Annotated[
-        int | None, Query(ge=0, le=MAX_INT64, description="unix seconds, inclusive")
-    ] = None,
-    source: Annotated[
-        Literal["chain", "mirror"],
-        Query(description="chain: the logs themselves; mirror: the SQL copy (fast, may lag)"),
-    ] = "chain",
+    zk: OptionalZkDep,
+    f: AuditFilterDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000, description="events in this page")] = 1000,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_INT64, description="matching events to skip (oldest first)")
+    ] = 0,
 ) -> list[AuditEventOut]:
-    patient = parse_address("patient", patient) if patient is not None else None
-    rid = parse_hex32("record_id", record_id) if record_id is not None else None
-    actor = parse_address("actor", actor) if actor is not None else None
-    if isinstance(principal, WalletPrincipal):
-        if patient not in (None, principal.address):
-            raise Forbidden("a wallet may read only its own audit trail")
-        patient = principal.address
-    elif not principal.has(Role.AUDITOR):
-        raise Forbidden("the audit trail needs an auditor token")
-    if source == "mirror":
-        found = [
-            AuditEvent(**e)
-            for e in mirror.mirrored_events(
-                patient=patient, record_id=rid, actor=actor, since=since, until=until, limit=100_000
-            )
-        ]
-    else:
-        found = chain.audit_events(patient=patient, record_id=rid, actor=actor)
-    out = []
-    for e in found:
-        if (since is not None and e.timestamp < since) or (
-            until is not None and e.timestamp > until
-        ):
-            continue
-        disclosure = disclose_event(e, reasons=directory)
-        reason = disclosure.commitment.reason if disclosure else None
-        out.append(
-            AuditEventOut(
-                event=e.event,
-                contract=e.contract,
-                block_number=e.block_number,
-                timestamp=e.timestamp,
-                tx_hash=to_hex(e.tx_hash),
-                log_index=e.log_index,
-                args={k: _jsonable(v) for k, v in e.args.items()},
-                reason=reason,
-                disclosure=ReasonDisclosureOut.of(disclosure) if disclosure else None,
-            )
+    found = _trail(f, chain, mirror, zk)
+    response.headers["X-Total-Count"] = str(len(found))
+    return [_event_out(e, directory) for e in found[offset : offset + limit]]
+
+
+@router.get(
+    "/events/csv",
+    response_class=PlainTextResponse,
+    summary="The events GET /audit/events lists for the same filters, every page, as a CSV "
+    "download (auditor; a wallet: its own)",
+    description="Columns: " + ",".join(CSV_COLUMNS) + ". Cells a spreadsheet would take "
+    "for a formula (beginning with = + - @, tab or carriage return) are prefixed with '. "
+    f"At most {MAX_CSV_ROWS} rows: narrow the filters for more.",
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "header row, then one row per event in chain order",
+        },
+        **_AUDIT_CALLERS,
+        422: {
+            "description": "a malformed filter, or more than "
+            f"{MAX_CSV_ROWS} matching events (narrow the filters)"
+        },
+    },
+)
+def events_csv(
+    chain: ChainDep,
+    mirror: MirrorDep,
+    directory: DirectoryDep,
+    zk: OptionalZkDep,
+    f: AuditFilterDep,
+) -> Response:
+    found = _trail(f, chain, mirror, zk)
+    if len(found) > csv_export.MAX_CSV_ROWS:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query",),
+                    "msg": f"{len(found)} events match, more than {csv_export.MAX_CSV_ROWS} "
+                    "for one file: narrow the filters (patient, record, actor, event, time)",
+                }
+            ]
         )
-    return out
+    body = csv_export.audit_csv(_event_out(e, directory).model_dump() for e in found)
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="audit-events.csv"'},
+    )
+
+
+class DayStatsOut(BaseModel):
+    day: str = Field(description="UTC date, YYYY-MM-DD", examples=["2026-12-07"])
+    reads: int = Field(description="granted reads (AccessRecorded, granted)")
+    denied: int = Field(description="refused reads (AccessRecorded, not granted)")
+    break_glass: int = Field(description="break-glass openings (BreakGlassOpened)")
+
+
+class HospitalStatsOut(BaseModel):
+    hospital: str = Field(description="the member hospital's address")
+    name: str | None = Field(description="its consortium name; null: not a member now")
+    reads: int
+    denied: int
+    break_glass: int
+
+
+class AuditStatsOut(BaseModel):
+    days: list[DayStatsOut] = Field(description="days with a read, denial or break-glass")
+    hospitals: list[HospitalStatsOut]
+    anonymous_reads: int = Field(description="zero-knowledge reads (ZkAccessGranted)")
+
+
+@router.get(
+    "/stats",
+    response_model=AuditStatsOut,
+    summary="Reads, denied reads and break-glass per UTC day and per hospital, and anonymous "
+    "reads, over the events GET /audit/events lists (auditor; a wallet: its own)",
+    responses=_AUDIT_CALLERS,
+)
+def stats(
+    chain: ChainDep,
+    mirror: MirrorDep,
+    principal: PrincipalDep,
+    zk: OptionalZkDep,
+    patient: PatientQuery = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+) -> AuditStatsOut:
+    f = AuditFilter(patient=_trail_patient(principal, patient), since=since, until=until)
+    s = audit_stats(_trail(f, chain, mirror, zk))
+    names = dict(chain.members()) if s.hospitals else {}
+    return AuditStatsOut(
+        days=[DayStatsOut(day=d, **asdict(c)) for d, c in s.days.items()],
+        hospitals=[
+            HospitalStatsOut(hospital=h, name=names.get(h), **asdict(c))
+            for h, c in s.hospitals.items()
+        ],
+        anonymous_reads=s.anonymous_reads,
+    )
 
 
 @router.get(

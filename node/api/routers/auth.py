@@ -6,9 +6,9 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from node.api.deps import AuthDep, ChainDep, SettingsDep, WalletDep
+from node.api.deps import AuthDep, ChainDep, SettingsDep, SignaturesDep, WalletDep
 from node.api.identity import bearer_token
 from node.api.schemas.common import Address, HexBytes, to_bytes
 from node.auth import siwe
@@ -36,6 +36,10 @@ class SessionOut(BaseModel):
     token: str
     address: str
     expires_at: int
+    previous_login: int | None = Field(
+        description="unix seconds of this address's previous sign-in on this node; null: "
+        "this is the first"
+    )
 
 
 @router.post(
@@ -70,10 +74,13 @@ def challenge(
         401: {
             "description": "unknown, used or expired challenge, another domain, or a signature "
             "not made by the challenged address"
-        }
+        },
+        503: {"description": "a contract wallet (ERC-1271) must be asked and the chain is down"},
     },
 )
-def login(body: LoginIn, settings: SettingsDep, auth: AuthDep) -> SessionOut:
+def login(
+    body: LoginIn, settings: SettingsDep, auth: AuthDep, signatures: SignaturesDep
+) -> SessionOut:
     nonce = siwe.nonce_of(body.message)
     issued = auth.take_challenge(nonce) if nonce else None
     if issued is None:
@@ -86,10 +93,14 @@ def login(body: LoginIn, settings: SettingsDep, auth: AuthDep) -> SessionOut:
     api = settings.api  # a challenge issued under another public URL is not for here
     if siwe.domain_of(message) != siwe.origin(api.resolved_public_url, api.siwe_domain)[0]:
         raise Unauthenticated("the challenge names another domain: request a new one")
-    if siwe.recover_signer(message, to_bytes(body.signature)) != address:
+    # An EOA's own signature, or a contract wallet's yes (ERC-1271; chain down -> 503).
+    if not siwe.signed_by(message, to_bytes(body.signature), address, contracts=signatures):
         raise Unauthenticated(f"the signature was not made by {address}")
     token, session_expiry = auth.create_session(address, api.session_ttl)
-    return SessionOut(token=token, address=address, expires_at=session_expiry)
+    previous = auth.record_sign_in(address)
+    return SessionOut(
+        token=token, address=address, expires_at=session_expiry, previous_login=previous
+    )
 
 
 @router.post(

@@ -4,14 +4,30 @@ any, and clinician roles; for anonymous reads with a proof)."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from node.api.deps import BackgroundDep, ChainDep, RelaysDep
-from node.api.schemas.common import MAX_INT64, Address, to_bytes, to_hex
+from node.api.deps import (
+    BackgroundDep,
+    ChainDep,
+    DirectoryDep,
+    IndexDep,
+    PrincipalDep,
+    RelaysDep,
+)
+from node.api.schemas.common import (
+    MAX_INT64,
+    Address,
+    AddressParam,
+    parse_address,
+    to_bytes,
+    to_hex,
+)
 from node.api.schemas.consent import (
+    ActiveConsentOut,
     ClassConsentOut,
     ClassConsentsOut,
     RelayOut,
@@ -20,14 +36,23 @@ from node.api.schemas.consent import (
     SignedRevoke,
     SignedRevokeClass,
 )
+from node.auth.principal import Role, WalletPrincipal
 from node.chain.abc import ChainClientAPI
 from node.chain.class_consents import ClassConsentGrant, ClassConsentRevoke
 from node.chain.models import ConsentGrant, ConsentRevoke, TxResult
+from node.consent.active import active_consents
 from node.consent.relay_queue import ConsentRelayQueue, SignedConsent
-from node.consent.typed_data import ANY_HOSPITAL, EIP712_DOMAIN_TYPE, PRIMARY_TYPES, ScopeKind
-from node.exceptions import NotFound
+from node.consent.typed_data import (
+    ANY_HOSPITAL,
+    EIP712_DOMAIN_TYPE,
+    PRIMARY_TYPES,
+    ScopeKind,
+    category_hash,
+)
+from node.exceptions import Forbidden, NotFound
 from node.flows.relay_consent import relay_or_queue
 from node.roles.abc import BackgroundWorkersAPI
+from storage.models import RecordQuery
 from zk.credentials import ROLES
 
 router = APIRouter(prefix="/consents", tags=["consent"])
@@ -275,3 +300,80 @@ def relay_status(relay_id: Annotated[int, Path(ge=1, le=MAX_INT64)], relays: Rel
         block_number=item.block_number,
         error=item.error,
     )
+
+
+_PATIENT_RECORDS = 10_000  # records read to name the categories a consent covers
+
+
+@router.get(
+    "/active",
+    response_model=list[ActiveConsentOut],
+    responses={
+        401: {"description": "no credential, or an unknown, expired or revoked one"},
+        403: {"description": "a wallet asking about another patient"},
+        422: {"description": "patient is missing or not an address"},
+        503: {"description": "chain unreachable"},
+    },
+    summary="Every consent and break-glass window on a patient's records that is live now, "
+    "oldest first (a wallet: its own; hospital, auditor and admin tokens: any patient)",
+    description="Revoked, superseded and expired consents and ended break-glass windows are "
+    "absent. Replayed from the chain's events; a consent revoked in the latest block is "
+    "already gone.",
+)
+def active(
+    patient: Annotated[AddressParam, Query(description="the patient's wallet address")],
+    chain: ChainDep,
+    index: IndexDep,
+    directory: DirectoryDep,
+    principal: PrincipalDep,
+) -> list[ActiveConsentOut]:
+    wanted = parse_address("patient", patient)
+    if isinstance(principal, WalletPrincipal):
+        if wanted != principal.address:
+            raise Forbidden("a wallet may see only its own consents")
+    elif not principal.has(Role.HOSPITAL, Role.AUDITOR):
+        raise Forbidden("consents need a wallet session or a hospital or auditor token")
+    members: dict[str, str] = {}
+    member_ids: dict[str, int] = {}
+
+    def member_id(address: str) -> int:
+        if address not in member_ids:
+            member_ids[address] = chain.member_id(address)
+        return member_ids[address]
+
+    # The chain's clock decides what is live; a chain with no recent block runs calls at
+    # about the wall clock.
+    now = max(int(time.time()), chain.block_time(chain.head_block()))
+    found = active_consents(chain.audit_events(patient=wanted), now, member_id)
+    if any(c.grantee for c in found):
+        members = dict(chain.members())
+    categories = {
+        category_hash(r.category): r.category
+        for r in index.find_records(RecordQuery(patient=wanted, limit=_PATIENT_RECORDS))
+    }
+
+    def name_of(address: str | None) -> str | None:
+        if address is None:
+            return None
+        clinician = directory.clinician(address)
+        return clinician.name if clinician and clinician.name else members.get(address)
+
+    return [
+        ActiveConsentOut(
+            kind=c.kind,
+            grantee=c.grantee,
+            grantee_name=name_of(c.grantee),
+            hospital=c.hospital,
+            roles=_role_names(c.roles) if c.roles is not None else None,
+            scope_kind=c.scope_kind.name.lower(),  # type: ignore[arg-type]
+            scope=to_hex(c.scope) if c.scope is not None else None,
+            record_id=to_hex(c.record_id) if c.record_id is not None else None,
+            category=categories.get(c.scope)
+            if c.scope is not None and c.scope_kind is ScopeKind.CATEGORY
+            else None,
+            granted_at=c.granted_at,
+            expires_at=c.expires_at,
+            tx_hash=to_hex(c.tx_hash),
+        )
+        for c in found
+    ]

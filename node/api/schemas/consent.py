@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -97,6 +97,39 @@ class ClassConsentOut(BaseModel):
     scope_kind: int
     scope: str
     expires_at: int
+
+
+class ActiveConsentOut(BaseModel):
+    """A consent or break-glass window on the patient's records that is live now."""
+
+    kind: Literal["grant", "class", "break_glass"] = Field(
+        description="grant: one reader address; class: a class of readers (anonymous reads "
+        "with a proof); break_glass: emergency access a member hospital opened"
+    )
+    grantee: str | None = Field(
+        description="the reader's address (a grant's grantee, a break-glass's clinician); "
+        "null for a class"
+    )
+    grantee_name: str | None = Field(
+        description="the grantee's name in this node's clinician directory, or the member "
+        "hospital's name; null: unknown here"
+    )
+    hospital: int | None = Field(
+        description="member id: a class's hospital (0: any member hospital) or the member "
+        "that opened a break-glass; null for a grant"
+    )
+    roles: list[str] | None = Field(description="a class's clinician roles; null otherwise")
+    scope_kind: Literal["record", "category", "all"]
+    scope: str | None = Field(
+        description="the on-chain scope (record id, or keccak256 of the category); null: all"
+    )
+    record_id: str | None = Field(description="the one record covered; null otherwise")
+    category: str | None = Field(
+        description="the category covered, when a record of the patient has it; null otherwise"
+    )
+    granted_at: int = Field(description="unix seconds: the block that granted or opened it")
+    expires_at: int = Field(description="unix seconds: it ends then unless revoked first")
+    tx_hash: str = Field(description="the transaction that granted or opened it")
 
 
 class ClassConsentsOut(BaseModel):

@@ -58,6 +58,12 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/consents/class-consents/{patient}"): ANYONE,
     ("GET", "/consents/relays/{relay_id}"): ANYONE,
     ("POST", "/break-glass"): HOSPITAL,
+    ("POST", "/wallets"): HOSPITAL,  # the node pays for a patient's recoverable wallet
+    ("GET", "/wallets/{address}"): ANYONE,
+    ("GET", "/wallets/{address}/typed-data"): ANYONE,
+    ("POST", "/wallets/{address}/recovery/approvals"): ANYONE,  # a guardian's signature
+    ("POST", "/wallets/{address}/recovery/cancel"): ANYONE,  # the owner's signature
+    ("POST", "/wallets/{address}/recovery/finalize"): ANYONE,  # after the delay, anyone
     ("GET", "/me/break-glass"): WALLET,
     ("GET", "/audit/events"): frozenset({"wallet", "auditor", "admin"}),
     ("GET", "/audit/records/{record_id}/verify"): AUDITOR,
@@ -114,6 +120,11 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/fhir/Consent/{id}"): METADATA,
     ("GET", "/fhir/AuditEvent"): frozenset({"wallet", "auditor", "admin"}),  # wallet: its own
     ("GET", "/fhir/AuditEvent/{id}"): frozenset({"wallet", "auditor", "admin"}),
+    # issue 13: backend for the portal and explorer (HB)
+    ("GET", "/audit/events/csv"): frozenset({"wallet", "auditor", "admin"}),  # wallet: its own
+    ("GET", "/audit/stats"): frozenset({"wallet", "auditor", "admin"}),  # wallet: its own
+    ("GET", "/consents/active"): METADATA,  # wallet: its own
+    ("GET", "/clinicians/directory"): METADATA,
 }
 
 # Path parameters: well-formed values, so that only authorisation can refuse.

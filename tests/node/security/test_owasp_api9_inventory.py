@@ -1,6 +1,8 @@
 """OWASP API9:2023 Improper Inventory Management: the OpenAPI is the complete inventory.
 
-Every route the app serves is in the OpenAPI and nothing else is; no debug, test or
+Every route the app serves is in the OpenAPI and nothing else is, but for the API's own
+documentation pages and the web pages (static files under /web and the two redirects to
+them, node/api/web.py); no debug, test or
 internal route exists; every operation says who may call it and documents the statuses it
 answers; the app does not run in debug mode and serves one API version.
 """
@@ -13,6 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from node.api.edge import api_routes
+from node.api.web import WEB_PATHS
 from tests.node.conftest import RunningNode
 
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -41,11 +44,13 @@ def test_openapi_lists_exactly_the_served_routes(module_node: RunningNode) -> No
     others = set()
     for route in app.routes:
         path = getattr(route, "path", "")
-        if path in DOCS or path == "":
+        if path in DOCS or path in WEB_PATHS or path == "":
             continue
         if not any(path == p or path.startswith(p) for _m, p in served):
             others.add(path)
     assert not others, others
+    served_web = {getattr(route, "path", "") for route in app.routes} & WEB_PATHS
+    assert served_web == WEB_PATHS  # the pages are built and served (a committed build)
 
 
 def test_no_debug_or_internal_routes(module_node: RunningNode) -> None:
