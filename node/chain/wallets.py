@@ -88,8 +88,11 @@ class Web3RecoverableWallets(RecoverableWalletsAPI):
         return self._client.web3.eth.contract(address=to_checksum_address(address), abi=self._abi)
 
     def chain_time(self) -> int:
-        latest = self._client.call(lambda: self._client.web3.eth.get_block("latest"))
-        return max(int(latest["timestamp"]), int(time.time()))
+        # The time a transaction sent now would see: the pending block's. A chain that mines
+        # only on demand (hardhat) has an old latest block, and its clock may run ahead of
+        # the wall clock; a deadline or an eta is judged as the contract will judge it.
+        pending = self._client.call(lambda: self._client.web3.eth.get_block("pending"))
+        return max(int(pending["timestamp"]), int(time.time()))
 
     def is_wallet(self, address: str) -> bool:
         address = to_checksum_address(address)
