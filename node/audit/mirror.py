@@ -69,7 +69,11 @@ def verify_mirror(
     on_chain = {
         _key(e): e for e in (dataclasses.asdict(x) for x in chain.audit_events(to_block=cursor))
     }
-    mirrored = {_key(e): e for e in mirror.mirrored_events(limit=limit)}
+    # The mirror worker may have synced further blocks since the cursor was read (the
+    # chain query above takes a while): only the blocks up to the cursor are compared.
+    mirrored = {
+        _key(e): e for e in mirror.mirrored_events(limit=limit) if int(e["block_number"]) <= cursor
+    }
     report.checked = len(on_chain)
     report.missing = sorted(on_chain.keys() - mirrored.keys())
     report.extra = sorted(mirrored.keys() - on_chain.keys())

@@ -42,6 +42,7 @@ from node.chain.abc import TransactionSenderAPI
 from node.chain.exceptions import ChainError, ChainUnavailable, ContractReverted
 from node.chain.sender import encode_error_args
 from node.chain.worker_rpc import authorization
+from storage.exceptions import BackendUnavailable
 
 __all__ = ["READ_METHODS", "WorkerEndpoint", "embedded_rpc"]
 
@@ -264,6 +265,10 @@ class WorkerEndpoint:
             }
         except ChainUnavailable as err:
             return _error(HTTPStatus.SERVICE_UNAVAILABLE, "ChainUnavailable", _message(err))
+        except BackendUnavailable as err:
+            # The key audit log (written before each signature) is down: nothing was signed
+            # or sent, so the caller may retry or queue, as for an unreachable chain.
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, "BackendUnavailable", _message(err))
         except ChainError as err:
             return _error(HTTPStatus.BAD_GATEWAY, "ChainError", _message(err))
         return HTTPStatus.OK, {"tx_hash": "0x" + tx_hash.hex(), "from": self._sender.address}

@@ -356,3 +356,32 @@ def test_local_sender_without_an_account_is_refused(worker: Worker) -> None:
 def test_api_client_cannot_rotate_the_signer(api: Web3ChainClient) -> None:
     with pytest.raises(ChainError, match="worker sends"):
         api.switch_signer(SoftwareSigner(secrets.token_bytes(32)))
+
+
+def test_state_database_down_while_signing_is_503_and_nothing_is_sent(worker: Worker) -> None:
+    """The worker writes its key audit log before each signature: with that database
+    away (a MySQL outage) ``/send`` answers 503, which the API side reads as
+    ChainUnavailable (a consent is then queued), never a 500 (found by the chaos run)."""
+    from storage.exceptions import BackendUnavailable
+
+    class AuditLogDown(LocalTransactionSender):
+        def send(self, to: str, data: bytes, gas: int) -> bytes:
+            raise BackendUnavailable("state database at db:3306 is unavailable: cannot connect")
+
+    endpoint = WorkerEndpoint(
+        rpc=worker.chain.web3.provider.make_request,  # type: ignore[attr-defined]
+        sender=AuditLogDown(worker.chain.web3, worker.hospital),
+        wake=lambda name: False,
+        status=dict,
+        secret=SECRET,
+        port=0,
+    )
+    try:
+        client = api_client(endpoint.url, worker.deployment)
+        nonce = worker.chain.web3.eth.get_transaction_count(worker.hospital.address)
+        with pytest.raises(ChainUnavailable, match="unavailable"):
+            client.sender.send(worker.deployment.access_log, b"", 100_000)
+        assert worker.chain.web3.eth.get_transaction_count(worker.hospital.address) == nonce
+        client.close()
+    finally:
+        endpoint.close()
