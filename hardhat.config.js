@@ -42,6 +42,19 @@ const RUNTIME_GAS = {
   },
 };
 
+// EMR_CHAIN_QBFT=1 (scripts/chain.sh): mimic a consortium's QBFT chain (Besu genesis from
+// `emr-node consortium genesis`): zero base fee and gas price, no automine, one block every
+// EMR_CHAIN_BLOCK_PERIOD seconds (blockperiodseconds; default 1).
+const QBFT_LIKE = process.env.EMR_CHAIN_QBFT === "1";
+const BLOCK_PERIOD_MS = Math.round(Number(process.env.EMR_CHAIN_BLOCK_PERIOD || "1") * 1000);
+const QBFT_SETTINGS = QBFT_LIKE
+  ? {
+      initialBaseFeePerGas: 0,
+      gasPrice: 0,
+      mining: { auto: false, interval: BLOCK_PERIOD_MS },
+    }
+  : {};
+
 /** @type import('hardhat/config').HardhatUserConfig */
 module.exports = {
   solidity: {
@@ -74,6 +87,7 @@ module.exports = {
     hardhat: {
       chainId: 31337,
       accounts: { mnemonic: "test test test test test test test test test test test junk" },
+      ...QBFT_SETTINGS,
     },
     localhost: {
       url: "http://127.0.0.1:8545",

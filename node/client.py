@@ -469,6 +469,14 @@ class GovernanceApi:
     def proposal(self, proposal_id: int) -> dict[str, Any]:
         return self._c._json("GET", f"/governance/proposals/{proposal_id}")
 
+    def propose(self, kind: str, subject: str, name: str | None = None) -> dict[str, Any]:
+        """Propose to admit (``kind`` "admit", with ``name``) or remove ("remove") the
+        hospital whose node signs as ``subject`` (hospital token; carries this vote)."""
+        body: dict[str, Any] = {"kind": kind, "subject": subject}
+        if name is not None:
+            body["name"] = name
+        return self._c._json("POST", "/governance/proposals", json=body)
+
     def vote(self, proposal_id: int) -> dict[str, Any]:
         """Vote as the node's hospital (hospital token)."""
         return self._c._json("POST", f"/governance/proposals/{proposal_id}/vote")

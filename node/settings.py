@@ -354,6 +354,21 @@ class DicomSettings(BaseModel):
     default_issuer: str | None = Field(None, min_length=1, max_length=64)
 
 
+class LogSettings(BaseModel):
+    """Logs on stderr: ``json`` (one object a line, for collectors) or ``text``."""
+
+    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class MetricsSettings(BaseModel):
+    """``/metrics`` (Prometheus): admin and auditor API tokens may scrape, and so may a
+    scraper presenting ``scrape_token`` as its bearer token (docs/operations.md)."""
+
+    enabled: bool = True
+    scrape_token: SecretStr | None = Field(None, min_length=16)
+
+
 class Settings(BaseSettings):
     """``mode=production`` switches every backend default to its production service
     (IPFS, MySQL, Redis, external chain) and requires an explicit choice for keys."""
@@ -375,6 +390,8 @@ class Settings(BaseSettings):
     fhir: FhirSettings = FhirSettings()
     hl7: Hl7Settings = Hl7Settings()
     dicom: DicomSettings = DicomSettings()
+    log: LogSettings = LogSettings()  # issue 14: structured logs
+    metrics: MetricsSettings = MetricsSettings()  # issue 14: Prometheus /metrics
 
     @model_validator(mode="after")
     def _legacy_break_glass_limit(self) -> Settings:

@@ -55,6 +55,14 @@ from node.flows.upload_record import HospitalNamespace, UploadRequest
 from node.hl7.mllp import MllpListener
 from node.hl7.service import Hl7Service
 from node.listeners import ListenerAPI
+from node.observability.metrics import (
+    NULL_METRICS,
+    MeteredAccessLog,
+    MeteredCache,
+    MeteredKeyStore,
+    MetricsAPI,
+    PrometheusMetrics,
+)
 from node.patients import PatientDirectory
 from node.roles.abc import BackgroundWorkersAPI
 from node.roles.control import InProcessWorkers, RemoteWorkers
@@ -141,6 +149,8 @@ class Node:
     signatures: ContractSignaturesAPI | None = None
     # Components that depend on a service that can be down, probed by /health.
     health_checks: dict[str, HealthCheckAPI] = field(default_factory=dict)
+    # issue 14: what flows, workers and routes record (Prometheus when metrics are on).
+    metrics: MetricsAPI = NULL_METRICS
     notes: list[str] = field(default_factory=list)  # things to tell the operator at start
     # The lease making this process the hospital's only worker (roles all and worker).
     lease: LeaseKeeper | None = None
@@ -381,7 +391,12 @@ def _cache_key(settings: Settings, keys: KeyStoreAPI) -> bytes:
         ) from None
 
 
-def _cache(settings: Settings, keys: KeyStoreAPI, health: dict[str, HealthCheckAPI]) -> CacheAPI:
+def _cache(
+    settings: Settings,
+    keys: KeyStoreAPI,
+    health: dict[str, HealthCheckAPI],
+    metrics: MetricsAPI = NULL_METRICS,
+) -> CacheAPI:
     """The hot cache; every entry is authenticated, so whoever can write to Redis cannot
     plant a consent decision or a blob (a forged entry is a miss)."""
     inner: CacheAPI
@@ -399,7 +414,8 @@ def _cache(settings: Settings, keys: KeyStoreAPI, health: dict[str, HealthCheckA
     else:
         inner = InMemoryLRUCache(settings.storage.cache_max_bytes)
     try:
-        return AuthenticatedCache(inner, _cache_key(settings, keys))
+        # Hits and misses counted at the backend (emr_cache_requests_total).
+        return AuthenticatedCache(MeteredCache(inner, metrics), _cache_key(settings, keys))
     except BaseException:
         inner.close()
         raise
@@ -725,10 +741,11 @@ def _background_workers(
     access_log: AccessLogQueueAPI,
     relays: ConsentRelayQueue,
     fence: Callable[[], int | None],
+    metrics: MetricsAPI = NULL_METRICS,
 ) -> list[BatchWorker]:
     """Every background worker of a hospital, in one list: the worker role runs them all."""
     cs = settings.chain
-    return [
+    workers = [
         BatchWorker(
             ANCHORER,
             lambda: anchor_count(
@@ -776,6 +793,17 @@ def _background_workers(
             batch_size=1,
         ),
     ]
+    for worker in workers:
+        worker.metrics = metrics
+    return workers
+
+
+def _metrics(settings: Settings) -> MetricsAPI:
+    """Prometheus metrics, in multi-process mode when PROMETHEUS_MULTIPROC_DIR is set
+    (``emr-node run`` sets it for the worker role and its API processes)."""
+    if not settings.metrics.enabled:
+        return NULL_METRICS
+    return PrometheusMetrics(multiprocess=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
 
 
 def anchor_count(batch: AnchorBatch | None) -> int:
@@ -838,6 +866,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
             "anyway set EMR_HSM__ALLOW_SOFTWARE_IN_PRODUCTION=true"
         )
     lease: LeaseKeeper | None = None
+    metrics = _metrics(settings)
     try:
         index = _record_index(settings, data_dir)
         closers.append(index)
@@ -865,7 +894,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
             )
         inner_keys = _open_keystore(settings, data_dir, notes)
         closers.append(inner_keys)
-        keys = AuditedKeyStore(inner_keys, key_audit)
+        keys = AuditedKeyStore(MeteredKeyStore(inner_keys, metrics), key_audit)
         if created:
             keys.record_created()
         account = SignerAccount(keys.signer())
@@ -900,7 +929,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         )
         if mirror is not index:
             closers.append(mirror)
-        cache = _cache(settings, keys, health_checks)
+        cache = _cache(settings, keys, health_checks, metrics)
         closers.append(cache)
         throttles = _throttles(settings) if role != "worker" else None
         if throttles is not None:
@@ -928,7 +957,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
             deploy=role != "api",
         )
         auth = AuthStore(state, cache_ttl=settings.api.auth_cache_ttl)
-        access_log = GroupCommitAccessLogQueue(SqlAccessLogQueue(state))
+        access_log = MeteredAccessLog(GroupCommitAccessLogQueue(SqlAccessLogQueue(state)), metrics)
         directory = HospitalDirectory(state)
         patients = PatientDirectory(state)
         relays = ConsentRelayQueue(state)
@@ -957,6 +986,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
                 access_log=access_log,
                 relays=relays,
                 fence=lambda: held.fence if held is not None else None,
+                metrics=metrics,
             )
             background = InProcessWorkers(workers)
             # Records whose anchoring a previous holder left half done: finish them from
@@ -986,6 +1016,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
             index=index,
             keys=keys,
             background=background,
+            metrics=metrics,
         )
         uploads: Coalescer[UploadRequest, RecordRow] = Coalescer(
             committer.shared,
@@ -1045,6 +1076,7 @@ def build_node(settings: Settings, role: NodeRole = "all") -> Node:
         wallets=wallets,
         signatures=Web3ContractSignatures(chain),
         health_checks=health_checks,
+        metrics=metrics,
         notes=notes,
         lease=lease,
         endpoint=endpoint,

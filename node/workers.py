@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+
+from node.observability.metrics import NULL_METRICS, MetricsAPI
 
 log = logging.getLogger(__name__)
 
 
 class BatchWorker:
     def __init__(
-        self, name: str, flush: Callable[[], int], *, interval: float, batch_size: int
+        self,
+        name: str,
+        flush: Callable[[], int],
+        *,
+        interval: float,
+        batch_size: int,
+        metrics: MetricsAPI = NULL_METRICS,
     ) -> None:
         """``flush`` does one batch and returns how many items it handled."""
         self.name = name
@@ -30,11 +39,29 @@ class BatchWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self.metrics = metrics  # rounds, items and durations (the wiring sets it)
 
     def _flush(self) -> int:
         with self._flush_lock:
             self._queued = 0
-            return self._flush_once()
+            start = time.perf_counter()
+            try:
+                n = self._flush_once()
+            except BaseException:
+                self._record("error", 0, time.perf_counter() - start)
+                raise
+            self._record("ok", n, time.perf_counter() - start)
+            return n
+
+    def _record(self, result: str, items: int, seconds: float) -> None:
+        m = self.metrics
+        try:
+            m.count("emr_worker_rounds_total", worker=self.name, result=result)
+            m.observe("emr_worker_round_duration_seconds", seconds, worker=self.name)
+            if items:
+                m.count("emr_worker_items_total", items, worker=self.name)
+        except Exception:  # metrics never stop a worker
+            log.exception("recording %s's metrics failed", self.name)
 
     def queued(self, n: int) -> None:
         """Note ``n`` new items; a full batch wakes the worker before its interval ends."""

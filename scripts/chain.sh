@@ -10,6 +10,9 @@
 #   EMR_CHAIN_PORT           JSON-RPC port (default 8545); each port is a separate node
 #   EMR_CHAIN_DIR            state directory: pid and log files (default .tools/chain)
 #   EMR_CHAIN_START_TIMEOUT  seconds to wait for the node to answer (default 60)
+#   EMR_CHAIN_QBFT=1         mimic the consortium's QBFT chain (hardhat.config.js): zero base
+#                            fee and gas price, no automine, a block every period
+#   EMR_CHAIN_BLOCK_PERIOD   with EMR_CHAIN_QBFT=1: seconds between blocks (default 1)
 #
 # Idempotent: `start` on a running node and `stop` on a stopped one succeed and do nothing.
 # The chain lives in memory: a restarted node is a fresh chain without the contracts.
@@ -91,7 +94,9 @@ start() {
   pid=$!
   echo "$pid" >"$pidfile"
   wait_ready "$pid"
-  echo "hardhat node started (pid $pid) at $url, chain id 31337, log $logfile"
+  local mode=""
+  [[ "${EMR_CHAIN_QBFT:-}" == 1 ]] && mode=", QBFT-like (zero gas, block every ${EMR_CHAIN_BLOCK_PERIOD:-1} s)"
+  echo "hardhat node started (pid $pid) at $url, chain id 31337$mode, log $logfile"
 }
 
 wait_ready() {

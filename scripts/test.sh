@@ -9,6 +9,7 @@ bash scripts/setup.sh --dev
 bash scripts/services.sh start
 bash scripts/softhsm.sh install  # tests make their own tokens
 bash scripts/bench_tools.sh      # wrk (Debian): the benchmark script's end-to-end test drives it
+bash scripts/ops_tools.sh        # promtool (Debian prometheus): the alert rules' tests
 bash scripts/browser.sh install   # Chromium (Debian) for the portal and explorer page tests
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -21,12 +21,14 @@ from node.api.routers import (
     fhir,  # issue 12: FHIR R4 façade
     governance,
     info,
+    ops,  # issue 14: /metrics, /healthz, /readyz
     patients,
     records,
     wallets,  # issue 13: patients' recoverable wallets
     zk,
     zk_policies,
 )
+from node.api.routers.ops import install_observability
 from node.api.throttling import install_throttling
 from node.api.web import install_web  # issue 13: portal and explorer pages
 from node.fhir.common import install_fhir_errors  # issue 12
@@ -65,8 +67,9 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
     install_throttling(app, node)  # by authenticated caller; off unless node.throttles
     install_headers(app, node.settings)
     install_trusted_hosts(app, node.settings)
+    install_observability(app, node.metrics)  # outermost: request id, request log, metrics
     # zk_policies before zk: its /zk/policies/{category} routes come first.
-    routers = (info, auth, records, patients, consents, break_glass, audit, admin, governance)
+    routers = (info, ops, auth, records, patients, consents, break_glass, audit, admin, governance)
     for module in (*routers, wallets, zk_policies, zk):
         app.include_router(module.router)
     app.include_router(dicomweb.router)  # issue 12: DICOMweb under /dicomweb

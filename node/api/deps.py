@@ -28,6 +28,7 @@ from node.consent.relay_queue import ConsentRelayQueue
 from node.directory import HospitalDirectory
 from node.exceptions import Forbidden, Unauthenticated
 from node.flows.upload_record import UploadRequest
+from node.observability.metrics import MetricsAPI
 from node.patients import PatientDirectory
 from node.roles.abc import BackgroundWorkersAPI
 from node.settings import Settings
@@ -125,6 +126,12 @@ async def get_key_audit(request: Request) -> KeyAuditLogAPI:
     return key_audit
 
 
+async def get_metrics(request: Request) -> MetricsAPI:
+    """issue 14: what routes record (counters the flows do not see)."""
+    metrics: MetricsAPI = _node(request).metrics
+    return metrics
+
+
 async def get_background(request: Request) -> BackgroundWorkersAPI:
     background: BackgroundWorkersAPI = _node(request).background
     return background
@@ -167,6 +174,7 @@ ThrottlesDep = Annotated[CallerThrottles | None, Depends(get_throttles)]
 UploadsDep = Annotated[Coalescer[UploadRequest, RecordRow], Depends(get_uploads)]
 KeyAuditDep = Annotated[KeyAuditLogAPI, Depends(get_key_audit)]
 BackgroundDep = Annotated[BackgroundWorkersAPI, Depends(get_background)]
+MetricsDep = Annotated[MetricsAPI, Depends(get_metrics)]
 # None when zero-knowledge access is disabled (node/api/routers/zk.py's ZkDep answers 404).
 OptionalZkDep = Annotated[ZkAccessService | None, Depends(get_zk_service)]
 HealthChecksDep = Annotated[dict[str, HealthCheckAPI], Depends(get_health_checks)]

@@ -36,6 +36,7 @@ from starlette.routing import compile_path
 from node.api.deps import get_principal
 from node.api.identity import bearer_token, identify, identify_cached
 from node.fhir.common import is_fhir_path, refusal_outcome
+from node.observability.logging import current_request_id
 from node.settings import ApiSettings, Settings
 from node.wiring import Node
 
@@ -78,7 +79,11 @@ async def _refuse(
     """An error in the node's shape (under /fhir: an OperationOutcome); the connection
     closes after it (the rest of a refused body is never read). Carries the hardening
     headers even outside ``SecurityHeaders``."""
-    body = json.dumps({"error": code, "detail": detail}).encode()
+    error: dict[str, str] = {"error": code, "detail": detail}
+    request_id = current_request_id()
+    if request_id is not None:  # issue 14: set by the request middleware
+        error["request_id"] = request_id
+    body = json.dumps(error).encode()
     content_type = b"application/json"
     if scope is not None and is_fhir_path(scope.get("path", "")):  # issue 12
         content_type, body = refusal_outcome(code, detail)

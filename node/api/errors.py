@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from node.exceptions import (
     PayloadTooLarge,
     Unauthenticated,
 )
+from node.observability.logging import REQUEST_ID_HEADER, current_request_id, new_request_id
 from storage.exceptions import (
     BackendUnavailable,
     DuplicateIdentifier,
@@ -85,7 +85,12 @@ def _allowed_methods(request: Request) -> str:
 def _respond(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+    # issue 14: every error body carries the request's id (also in the X-Request-ID header).
+    body = {"error": code, "detail": detail}
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -101,9 +106,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return await unexpected(request, exc)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = uuid.uuid4().hex
+        # This handler runs outside the request middleware: it echoes the id itself.
+        request_id = current_request_id() or new_request_id(None)
         log.error("request %s failed", request_id, exc_info=exc)
-        return _respond(500, "internal_error", f"internal error (request id {request_id})")
+        return _respond(
+            500,
+            "internal_error",
+            f"internal error (request id {request_id})",
+            {REQUEST_ID_HEADER: request_id},
+        )
 
     async def invalid(_request: Request, exc: Exception) -> JSONResponse:
         # FastAPI's validation, in the node's shape; the input values are not echoed (PHI).

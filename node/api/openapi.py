@@ -52,6 +52,12 @@ class ErrorOut(BaseModel):
         "keys or tokens",
         examples=["patient: not an Ethereum address (0x followed by 40 hex digits)"],
     )
+    request_id: str | None = Field(
+        None,
+        description="the request's id (also in the X-Request-ID response header): quote it "
+        "to the operator, who finds the request's log lines by it",
+        examples=["6f1c2b0e9d8a4c3b8e7f6a5d4c3b2a10"],
+    )
 
 
 # The default description of each status the node's error handlers, middleware and

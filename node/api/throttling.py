@@ -24,12 +24,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from node.api.identity import identify
 from node.auth.principal import Principal, TokenPrincipal, WalletPrincipal
+from node.observability.metrics import NULL_METRICS, MetricsAPI
 from node.throttle import CallerThrottles, ThrottleAPI
 from node.wiring import Node
 
-_EXEMPT = ("/health", "/docs", "/openapi.json", "/redoc")
+_EXEMPT = ("/health", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
 
 Network = IPv4Network | IPv6Network
+# The emr_throttled_requests_total label of each bucket (buckets_for's "who").
+_BUCKET_LABELS = {
+    "this API token": "token",
+    "this hospital's API tokens": "hospital",
+    "this wallet": "wallet",
+    "this address": "anonymous",
+}
 
 
 def _ip(value: str) -> IPv4Address | IPv6Address | None:
@@ -124,11 +132,15 @@ class ThrottleMiddleware:
             await self.app(scope, receive, send)
             return
         retry_after, who = denied
+        bucket = _BUCKET_LABELS.get(who, "other")
+        metrics: MetricsAPI = getattr(self._node, "metrics", NULL_METRICS)
+        metrics.count("emr_throttled_requests_total", bucket=bucket)
         retry = max(1, math.ceil(retry_after))
         response = JSONResponse(
             {
                 "error": "rate_limited",
                 "detail": f"too many requests from {who}; retry in {retry} s",
+                "request_id": scope.get("state", {}).get("request_id"),
             },
             status_code=429,
             headers={"Retry-After": str(retry)},

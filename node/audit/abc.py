@@ -37,6 +37,10 @@ class AccessLogQueueAPI(ABC):
         on the event loop instead."""
         await anyio.to_thread.run_sync(self.enqueue, entries)
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Commit what is buffered and release what the queue opened itself (a queue on a
+        shared database leaves the database to whoever opened it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class KeyAuditEntry:

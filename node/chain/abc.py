@@ -259,6 +259,12 @@ class ChainClientAPI(ABC):
         """The current (or last) address of member ``member_id``; None for an unknown id."""
 
     @abstractmethod
+    def propose_membership(self, kind: int, subject: str, name: str) -> tuple[int, bool]:
+        """Propose to admit (kind 0, with ``name``) or remove (kind 1) ``subject``, with this
+        node's vote; return (proposal id, executed already: this vote alone is a strict
+        majority)."""
+
+    @abstractmethod
     def propose_call(self, target: str, data: bytes, description: str) -> tuple[int, bool]:
         """Propose that the Consortium calls ``target`` with ``data`` (a call proposal, kind
         3) with this node's vote; return (proposal id, executed already: this vote alone

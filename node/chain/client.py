@@ -757,6 +757,14 @@ class Web3ChainClient(ChainClientAPI):
             return None
         return to_checksum_address(address)
 
+    def propose_membership(self, kind: int, subject: str, name: str) -> tuple[int, bool]:
+        consortium = self._c["Consortium"]
+        fn = consortium.functions.propose(kind, to_checksum_address(subject), name)
+        _tx, receipt = self._send(fn)
+        created = consortium.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+        executed = consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD)
+        return int(created[0]["args"]["id"]), bool(executed)
+
     def propose_call(self, target: str, data: bytes, description: str) -> tuple[int, bool]:
         consortium = self._c["Consortium"]
         fn = consortium.functions.proposeCall(to_checksum_address(target), data, description)

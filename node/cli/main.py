@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -66,6 +65,7 @@ def _serve_api(settings: Settings, processes: int) -> None:
         host=api.host,
         port=api.port,
         log_level="warning",
+        log_config=None,  # logging is the node's (EMR_LOG__FORMAT), uvicorn's loggers propagate
         proxy_headers=False,
         timeout_graceful_shutdown=30,
         **process_server_options(api, processes),  # bounded heads; processes take turns
@@ -77,10 +77,23 @@ def _api_processes(settings: Settings, processes: int | None) -> int:
     return n or os.cpu_count() or 1
 
 
-def _log_setup() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _log_setup(settings: Settings | None = None) -> None:
+    """Logs on stderr as EMR_LOG__FORMAT says (json, the default, or text)."""
+    from node.observability.logging import configure_logging
+
+    if settings is None:
+        settings = _settings(None)
+    configure_logging(settings.log.format, settings.log.level)
+
+
+def _metrics_dir(settings: Settings) -> None:
+    """One PROMETHEUS_MULTIPROC_DIR for the worker role and every API process (their
+    series are summed at /metrics), emptied at start; kept when the operator set one."""
+    from node.observability.metrics import clean_multiprocess_dir
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(settings.resolved_data_dir / "metrics")
+    clean_multiprocess_dir(path)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
 Processes = Annotated[
@@ -113,8 +126,8 @@ def run(
 ) -> None:
     """Start the node (embedded default: no external services): the worker role and N API
     processes serving the HTTP API."""
-    _log_setup()
     settings = _with_api(_settings(data_dir), host, port)
+    _log_setup(settings)
     api = settings.api
     url = f"http://{api.host}:{api.port}"
     if single_process:
@@ -134,6 +147,9 @@ def run(
             "EMR_WORKER__PORT": settings.worker.port,
         }
     )
+    if settings.metrics.enabled:
+        _metrics_dir(settings)  # before the worker starts: it and the API processes share it
+        env["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.environ.update(env)  # uvicorn's API processes inherit it
     supervisor = WorkerSupervisor(env, settings.worker.resolved_url)
     # The first start deploys contracts and makes keys (a minute or two on a slow machine).
@@ -166,6 +182,7 @@ def _run_single(settings: Settings, url: str) -> None:
         host=settings.api.host,
         port=settings.api.port,
         log_level="warning",
+        log_config=None,  # logging is the node's (EMR_LOG__FORMAT), uvicorn's loggers propagate
         proxy_headers=False,
         **server_options(settings.api),
     )
@@ -181,8 +198,8 @@ def worker(data_dir: DataDir = None) -> None:
     from node.roles.worker import run_worker
     from storage.exceptions import StorageError
 
-    _log_setup()
     settings = _settings(data_dir)
+    _log_setup(settings)
     try:
         code = run_worker(settings, announce=typer.echo)
     except (HSMError, ChainError, StorageError, NodeError, OSError, ValueError) as err:
@@ -196,8 +213,8 @@ def api(
 ) -> None:
     """Run API processes only, against a worker role started separately (same data dir or
     the same shared database and key store)."""
-    _log_setup()
     settings = _with_api(_settings(data_dir), host, port)
+    _log_setup(settings)
     os.environ.update(
         {
             "EMR_DATA_DIR": str(settings.resolved_data_dir),
@@ -755,6 +772,21 @@ def governance_vote(
         _print_json(lambda: client.governance.vote(proposal_id))
 
 
+@governance_app.command("propose")
+def governance_propose(
+    kind: Annotated[str, typer.Argument(help="admit | remove")],
+    subject: Annotated[str, typer.Argument(help="the hospital's node address")],
+    name: Annotated[str | None, typer.Option(help="admit: the hospital's name")] = None,
+    url: Url = "http://127.0.0.1:8700",
+    token: HospitalToken = None,
+) -> None:
+    """Propose to admit or remove a hospital, with this hospital's vote (hospital token)."""
+    from node.client import EmrClient
+
+    with EmrClient(url, token) as client:
+        _print_json(lambda: client.governance.propose(kind, subject, name))
+
+
 wallet_app = typer.Typer(
     help="Patients' recoverable wallets (guardians, recovery delay).", no_args_is_help=True
 )
@@ -829,6 +861,24 @@ def _register_zk() -> None:
 
 
 _register_zk()
+
+
+def _register_consortium() -> None:
+    from node.cli.consortium import consortium_app
+
+    app.add_typer(consortium_app, name="consortium")
+
+
+_register_consortium()
+
+
+def _register_backup() -> None:
+    from node.cli.backup import register
+
+    register(app)
+
+
+_register_backup()
 
 
 def main() -> None:

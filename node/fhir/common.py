@@ -289,7 +289,9 @@ def error_response(request: Request, exc: Exception) -> FhirJSONResponse:
         if status >= 500:
             log.error("%s on %s %s: %s", code, request.method, request.url.path, exc)
         return FhirJSONResponse(outcome(code, str(exc)), status_code=status, headers=headers)
-    request_id = uuid.uuid4().hex
+    from node.observability.logging import current_request_id  # issue 14
+
+    request_id = current_request_id() or uuid.uuid4().hex
     log.error("request %s failed", request_id, exc_info=exc)
     body = outcome("exception", f"internal error (request id {request_id})", severity="fatal")
     return FhirJSONResponse(body, status_code=500)

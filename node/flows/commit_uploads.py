@@ -9,6 +9,7 @@ from hsm.abc import KeyStoreAPI
 from node.chain.abc import ChainClientAPI
 from node.exceptions import Conflict, InvalidRequest
 from node.flows.upload_record import HospitalNamespace, UploadRequest, upload_records
+from node.observability.metrics import NULL_METRICS, MetricsAPI
 from node.roles.abc import BackgroundWorkersAPI
 from storage.abc import BlobStoreAPI, RecordIndexAPI
 from storage.exceptions import DuplicateIdentifier
@@ -30,7 +31,9 @@ class UploadCommitter:
         index: RecordIndexAPI,
         keys: KeyStoreAPI,
         background: BackgroundWorkersAPI,
+        metrics: MetricsAPI = NULL_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._chain = chain
         self._namespace = namespace
         self._blobs = blobs
@@ -45,6 +48,7 @@ class UploadCommitter:
         except DuplicateIdentifier:
             raise Conflict(_TAKEN) from None
         self._background.queued(ANCHORER, len(rows))  # a full batch anchors before its interval
+        self._metrics.count("emr_records_uploaded_total", len(rows))
         return rows
 
     def shared(

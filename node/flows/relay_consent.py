@@ -28,6 +28,7 @@ from node.consent.typed_data import (
     full_message,
 )
 from node.exceptions import Conflict, InvalidRequest
+from node.observability.metrics import NULL_METRICS, MetricsAPI
 from node.roles.abc import BackgroundWorkersAPI
 
 RELAY_WORKER = "consent-relay"  # the background worker that runs drain_relays
@@ -49,6 +50,13 @@ _PRIMARY_TYPES: dict[type, str] = {
     ConsentRevoke: "Revoke",
     ClassConsentGrant: "GrantClass",
     ClassConsentRevoke: "RevokeClass",
+}
+# The ``action`` label of emr_consents_total.
+_ACTIONS: dict[type, str] = {
+    ConsentGrant: "consent_grant",
+    ConsentRevoke: "consent_revoke",
+    ClassConsentGrant: "class_consent_grant",
+    ClassConsentRevoke: "class_consent_revoke",
 }
 
 
@@ -207,12 +215,33 @@ def relay_or_queue(
     queue: ConsentRelayQueue,
     signed_domain: dict[str, Any] | None = None,
     background: BackgroundWorkersAPI | None = None,
+    metrics: MetricsAPI = NULL_METRICS,
 ) -> TxResult | int:
     """Relay now, or, while the chain is unreachable, queue durably and return the queue id
-    (and wake ``background``'s consent-relay worker, when given, to retry soon).
+    (and wake ``background``'s consent-relay worker, when given, to retry soon). Counts
+    ``emr_consents_total`` (relayed, queued, or failed when it raises).
 
     A queued consent must at least carry the patient's own (EOA) signature; contract
     wallets (ERC-1271) can only be checked on-chain, so they wait for the chain."""
+    action = _ACTIONS[type(consent)]
+    try:
+        result = _relay_or_queue(consent, signature, chain, queue, signed_domain, background)
+    except Exception:
+        metrics.count("emr_consents_total", action=action, result="failed")
+        raise
+    outcome = "relayed" if isinstance(result, TxResult) else "queued"
+    metrics.count("emr_consents_total", action=action, result=outcome)
+    return result
+
+
+def _relay_or_queue(
+    consent: SignedConsent,
+    signature: bytes,
+    chain: ChainClientAPI,
+    queue: ConsentRelayQueue,
+    signed_domain: dict[str, Any] | None,
+    background: BackgroundWorkersAPI | None,
+) -> TxResult | int:
     relay = _RELAYS[type(consent)]
     try:
         result: TxResult = relay(consent, signature, chain=chain, signed_domain=signed_domain)

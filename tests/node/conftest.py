@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from hsm.abc import KeyStoreAPI
 from node.api.app import create_app
 from node.api.server import server_options
+from node.audit.keystore import AuditedKeyStore
 from node.client import EmrClient
+from node.observability.metrics import MeteredKeyStore
 from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings, ZkSettings
 from node.wiring import Node, build_node
 from tests.node.production import (
@@ -42,6 +45,14 @@ def make_settings(data_dir: Path, **chain: object) -> Settings:
         api=ApiSettings(max_upload_bytes=64 * 1024),
         zk=ZkSettings(keys_dir=TEST_ZK_KEYS),
     )
+
+
+def key_backend(keys: KeyStoreAPI) -> KeyStoreAPI:
+    """The backend under a node's key-store wrappers (key audit log, metrics): for tests
+    that look into its private state (what must never leak)."""
+    while isinstance(keys, AuditedKeyStore | MeteredKeyStore):
+        keys = keys.inner
+    return keys
 
 
 def _free_port() -> int:

@@ -30,11 +30,12 @@ import uvicorn
 from eth_account import Account
 
 from hsm.abc import WrappedKey
+from hsm.software import SoftwareKeyStore
 from node.api.app import create_app
 from node.client import ApiError, EmrClient, Scope
 from node.settings import ApiSettings, ChainSettings, HSMSettings, Settings, ZkSettings
 from node.wiring import CACHE_KEY_LABEL, Node, build_node
-from tests.node.conftest import RunningNode
+from tests.node.conftest import RunningNode, key_backend
 from tests.node.production import TEST_ZK_KEYS, free_port
 from tests.node.zkaccess.helpers import allow, issue, prover
 
@@ -330,7 +331,8 @@ def test_no_secret_in_any_response_or_log(
     for c in (admin, hospital, auditor, public):
         c.close()
     # -- what must not appear (read while the key store is open) -----------------------
-    inner = node.keys.inner  # type: ignore[attr-defined]
+    inner = key_backend(node.keys)
+    assert isinstance(inner, SoftwareKeyStore)
     key_material: dict[str, bytes] = {
         "file key": inner._file_key or b"",
         "signing key": inner._signing_key or b"",

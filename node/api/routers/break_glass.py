@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from node.api.deps import ChainDep, DirectoryDep, HospitalDep, SettingsDep, WalletDep
+from node.api.deps import ChainDep, DirectoryDep, HospitalDep, MetricsDep, SettingsDep, WalletDep
 from node.api.schemas.common import MAX_INT64, to_bytes, to_hex
 from node.api.schemas.consent import (
     BreakGlassFeedOut,
@@ -53,6 +53,7 @@ def open_access(
     directory: DirectoryDep,
     settings: SettingsDep,
     caller: HospitalDep,
+    metrics: MetricsDep,
 ) -> BreakGlassOut:
     result = open_break_glass(
         BreakGlassRequest(
@@ -70,6 +71,7 @@ def open_access(
         policy=settings.break_glass,
         now=int(time.time()),
     )
+    metrics.count("emr_break_glass_total", hospital=chain.hospital)
     salt = result.commitment.salt
     assert salt is not None
     return BreakGlassOut(

@@ -15,6 +15,7 @@ from node.api.deps import (
     ChainDep,
     DirectoryDep,
     IndexDep,
+    MetricsDep,
     PrincipalDep,
     RelaysDep,
 )
@@ -51,6 +52,7 @@ from node.consent.typed_data import (
 )
 from node.exceptions import Forbidden, NotFound
 from node.flows.relay_consent import relay_or_queue
+from node.observability.metrics import MetricsAPI
 from node.roles.abc import BackgroundWorkersAPI
 from storage.models import RecordQuery
 from zk.credentials import ROLES
@@ -119,6 +121,7 @@ def _relay(
     chain: ChainClientAPI,
     relays: ConsentRelayQueue,
     background: BackgroundWorkersAPI,
+    metrics: MetricsAPI,
 ) -> RelayOut:
     result = relay_or_queue(
         consent,
@@ -127,6 +130,7 @@ def _relay(
         queue=relays,
         signed_domain=body.domain,
         background=background,
+        metrics=metrics,
     )
     if isinstance(result, TxResult):
         return RelayOut(
@@ -159,6 +163,7 @@ def grant(
     chain: ChainDep,
     relays: RelaysDep,
     background: BackgroundDep,
+    metrics: MetricsDep,
     response: Response,
 ) -> RelayOut:
     m = body.message
@@ -171,7 +176,15 @@ def grant(
         m.nonce,
         m.deadline,
     )
-    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
+    return _relay(
+        consent,
+        body,
+        response,
+        chain=chain,
+        relays=relays,
+        background=background,
+        metrics=metrics,
+    )
 
 
 @router.post(
@@ -185,13 +198,22 @@ def revoke(
     chain: ChainDep,
     relays: RelaysDep,
     background: BackgroundDep,
+    metrics: MetricsDep,
     response: Response,
 ) -> RelayOut:
     m = body.message
     consent = ConsentRevoke(
         m.patient, m.grantee, ScopeKind(m.scopeKind), to_bytes(m.scope), m.nonce, m.deadline
     )
-    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
+    return _relay(
+        consent,
+        body,
+        response,
+        chain=chain,
+        relays=relays,
+        background=background,
+        metrics=metrics,
+    )
 
 
 @router.post(
@@ -209,6 +231,7 @@ def class_grant(
     chain: ChainDep,
     relays: RelaysDep,
     background: BackgroundDep,
+    metrics: MetricsDep,
     response: Response,
 ) -> RelayOut:
     m = body.message
@@ -222,7 +245,15 @@ def class_grant(
         m.nonce,
         m.deadline,
     )
-    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
+    return _relay(
+        consent,
+        body,
+        response,
+        chain=chain,
+        relays=relays,
+        background=background,
+        metrics=metrics,
+    )
 
 
 @router.post(
@@ -238,6 +269,7 @@ def class_revoke(
     chain: ChainDep,
     relays: RelaysDep,
     background: BackgroundDep,
+    metrics: MetricsDep,
     response: Response,
 ) -> RelayOut:
     m = body.message
@@ -250,7 +282,15 @@ def class_revoke(
         m.nonce,
         m.deadline,
     )
-    return _relay(consent, body, response, chain=chain, relays=relays, background=background)
+    return _relay(
+        consent,
+        body,
+        response,
+        chain=chain,
+        relays=relays,
+        background=background,
+        metrics=metrics,
+    )
 
 
 def _role_names(mask: int) -> list[str]:

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
-from node.api.deps import AuditorDep, ChainDep, DirectoryDep, HospitalDep, OptionalZkDep
+from node.api.deps import (
+    AuditorDep,
+    ChainDep,
+    DirectoryDep,
+    HospitalDep,
+    MetricsDep,
+    OptionalZkDep,
+)
 from node.api.schemas.common import Hex32Param, parse_hex32, to_hex
 from node.api.schemas.zk import (
     CredentialsIn,
@@ -40,7 +47,7 @@ from node.flows.issue_credentials import (
     revoke_credential,
     revoke_member_credentials,
 )
-from node.zkaccess.service import ZkAccessService, ZkReadRequest
+from node.zkaccess.service import ZkAccessService, ZkReadRequest, ZkReadResult
 from zk.credentials import ROLES, roles_from_mask
 
 router = APIRouter(prefix="/zk", tags=["zero-knowledge"])
@@ -316,8 +323,25 @@ def record_access(record_id: Hex32Param, zk: ZkDep) -> RecordAccessOut:
         },
     ),
 )
-def zk_read(record_id: Hex32Param, body: ZkReadIn, zk: ZkDep) -> ZkReadOut:
-    result = zk.read(
+def zk_read(record_id: Hex32Param, body: ZkReadIn, zk: ZkDep, metrics: MetricsDep) -> ZkReadOut:
+    try:
+        result = _zk_read(record_id, body, zk)
+    except Exception:
+        metrics.count("emr_zk_proofs_total", result="refused")
+        raise
+    metrics.count("emr_zk_proofs_total", result="accepted")
+    return ZkReadOut(
+        record_id=to_hex(result.record_id),
+        category=result.category,
+        content_type=result.content_type,
+        sealed=SealedOut(**result.box.to_json()),
+        tx_hash=to_hex(result.tx.tx_hash),
+        block_number=result.tx.block_number,
+    )
+
+
+def _zk_read(record_id: str, body: ZkReadIn, zk: ZkAccessService) -> ZkReadResult:
+    return zk.read(
         ZkReadRequest(
             record_id=parse_hex32("record_id", record_id),
             root=int(body.root),
@@ -329,14 +353,6 @@ def zk_read(record_id: Hex32Param, body: ZkReadIn, zk: ZkDep) -> ZkReadOut:
             class_roles=body.class_roles,
             proof=tuple(int(w) for w in body.proof),
         )
-    )
-    return ZkReadOut(
-        record_id=to_hex(result.record_id),
-        category=result.category,
-        content_type=result.content_type,
-        sealed=SealedOut(**result.box.to_json()),
-        tx_hash=to_hex(result.tx.tx_hash),
-        block_number=result.tx.block_number,
     )
 
 

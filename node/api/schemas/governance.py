@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from node.api.schemas.common import Address
 from zk.credentials import ROLES
 
 # A clinician role by name; an unknown name is refused with 400 naming it.
@@ -38,6 +39,12 @@ class ProposalOut(BaseModel):
     policy: PolicyCallOut | None = Field(
         None, description="decoded, when the call sets a ZK category policy"
     )
+    revoked_credentials: int | None = Field(
+        None,
+        description="a removal this request executed: how many ZK credentials of the removed "
+        "hospital this node revoked at once (null otherwise, or if that failed: "
+        "POST /zk/credentials/revoke-member retries)",
+    )
 
 
 class PolicyProposalIn(BaseModel):
@@ -68,3 +75,26 @@ class CategoryPolicyOut(BaseModel):
     proposals: list[ProposalOut] = Field(
         description="open proposals to change this category's policy"
     )
+
+
+class AdmitProposalIn(BaseModel):
+    """Admit a hospital: its node's signing address and its name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["admit"]
+    subject: Address = Field(description="the hospital's node address (its signing account)")
+    # Something other than blanks: the name is what members see when they vote.
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S", description="its name")
+
+
+class RemoveProposalIn(BaseModel):
+    """Remove a member hospital."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["remove"]
+    subject: Address = Field(description="the member's node address (its signing account)")
+
+
+MembershipProposalIn = Annotated[AdmitProposalIn | RemoveProposalIn, Field(discriminator="kind")]

@@ -183,6 +183,7 @@ def test_document_is_precise(node: RunningNode) -> None:
     assert set(doc["components"]["schemas"][ERROR_SCHEMA_NAME]["properties"]) == {
         "error",
         "detail",
+        "request_id",  # issue 14: also in the X-Request-ID header
     }
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     for path, operations in doc["paths"].items():

@@ -78,9 +78,14 @@ class HardhatNode:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def extra_env(self) -> dict[str, str]:
+        """More ``scripts/chain.sh`` settings (a subclass's chain flavour)."""
+        return {}
+
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
         """``scripts/chain.sh <command>`` for this node; never raises on the exit status."""
         env = {**os.environ, "EMR_CHAIN_PORT": str(self.port), "EMR_CHAIN_DIR": str(self.state_dir)}
+        env.update(self.extra_env())
         return subprocess.run(
             ["bash", str(CHAIN_SH), command],
             cwd=REPO_ROOT,

@@ -24,6 +24,7 @@ from fastapi.dependencies.models import Dependant
 
 from node.api.deps import get_principal, get_wallet
 from node.api.edge import api_routes
+from node.api.routers.ops import scraper  # issue 14: /metrics checks its caller inline
 from node.auth.principal import Role
 from tests.node.conftest import RunningNode
 from tests.node.security.helpers import Callers, make_callers
@@ -38,6 +39,9 @@ METADATA = frozenset({"wallet", "hospital", "auditor", "admin"})  # wallet: its 
 ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/info"): ANYONE,
     ("GET", "/health"): ANYONE,  # details only for admin and auditor tokens
+    ("GET", "/healthz"): ANYONE,  # issue 14: liveness
+    ("GET", "/readyz"): ANYONE,  # issue 14: readiness
+    ("GET", "/metrics"): AUDITOR,  # issue 14: or the configured scrape token (inline check)
     ("POST", "/auth/challenge"): ANYONE,
     ("POST", "/auth/login"): ANYONE,
     ("POST", "/auth/logout"): WALLET,
@@ -80,6 +84,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/clinicians"): HOSPITAL,
     ("GET", "/governance/proposals/{proposal_id}"): ANYONE,
     ("POST", "/governance/proposals/{proposal_id}/vote"): HOSPITAL,
+    ("POST", "/governance/proposals"): HOSPITAL,
     ("POST", "/zk/policies/{category}/proposals"): HOSPITAL,
     ("GET", "/zk/policies/{category}"): ANYONE,
     ("GET", "/zk"): ANYONE,
@@ -208,7 +213,7 @@ def _declared(app: FastAPI) -> dict[tuple[str, str], frozenset[str] | None]:
             if roles:
                 names = {r.value for r in roles if isinstance(r, Role)} | {"admin"}
                 admitted = frozenset(names)
-        if admitted is None and get_principal not in calls:
+        if admitted is None and get_principal not in calls and scraper not in calls:
             admitted = ANYONE
         for method in route.methods or ():
             out[(method, path)] = admitted

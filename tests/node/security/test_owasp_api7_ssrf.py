@@ -49,6 +49,8 @@ OUTBOUND = {
     "node/wiring.py": "socket.gethostname() for the lease holder's name; connects nowhere",
     # issue 12: H-DICOM
     "node/dicom/scp.py": "listens on settings.dicom.host/port (TCP_NODELAY); connects nowhere",
+    # issue 14: the backup reads the node's own index database
+    "node/backup/archive.py": "settings.storage.mysql_host/port (the index database it backs up)",
     # client side: the CLI, the Python client, the demo and the benchmark call a node
     "node/client.py": "the node URL its user passes",
     "node/cli/main.py": "the node URL on the command line",

@@ -164,6 +164,8 @@ def test_errors_carry_no_stack_trace_or_server_internals(
             http.request("TRACE", "/info"),
         ):
             assert 400 <= r.status_code < 500
-            assert set(r.json()) == {"error", "detail"}, r.text
+            # issue 14: and the request's id, as in the X-Request-ID header
+            assert set(r.json()) == {"error", "detail", "request_id"}, r.text
+            assert r.json()["request_id"] == r.headers["x-request-id"]
             for leak in ("Traceback", 'File "', "/work/", "site-packages", "sqlite3."):
                 assert leak not in r.text, r.text

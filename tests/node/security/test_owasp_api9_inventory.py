@@ -60,9 +60,11 @@ def test_no_debug_or_internal_routes(module_node: RunningNode) -> None:
         words = re.split(r"[/{}_\-.]+", path.lower())
         assert not set(words) & set(FORBIDDEN_WORDS), path
     with httpx.Client(base_url=module_node.url, timeout=30) as http:
-        for probe in ("/debug", "/admin", "/metrics", "/.env", "/v2/info", "/api/info", "/console"):
+        for probe in ("/debug", "/admin", "/.env", "/v2/info", "/api/info", "/console"):
             r = http.get(probe)
             assert r.status_code in (404, 405), (probe, r.status_code)
+        # issue 14: /metrics is an inventoried operator route, never open to anyone
+        assert http.get("/metrics").status_code == 401
 
 
 def test_every_operation_says_who_and_documents_its_statuses(module_node: RunningNode) -> None:

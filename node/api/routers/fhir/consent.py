@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from node.api.deps import BackgroundDep, ChainDep, RelaysDep, SettingsDep
+from node.api.deps import BackgroundDep, ChainDep, MetricsDep, RelaysDep, SettingsDep
 from node.api.routers.fhir._shared import (
     BAD_SEARCH,
     CHAIN_DOWN,
@@ -57,6 +57,7 @@ from node.fhir.consent import (
 )
 from node.fhir.documents import http_date
 from node.flows.relay_consent import relay_or_queue
+from node.observability.metrics import MetricsAPI
 from node.roles.abc import BackgroundWorkersAPI
 
 router = APIRouter(route_class=FhirRoute, tags=["fhir"])
@@ -146,6 +147,7 @@ def _relay(
     chain: ChainClientAPI,
     relays: ConsentRelayQueue,
     background: BackgroundWorkersAPI,
+    metrics: MetricsAPI,
 ) -> TxResult | int:
     return relay_or_queue(
         consent,
@@ -154,6 +156,7 @@ def _relay(
         queue=relays,
         signed_domain=signed.domain,
         background=background,
+        metrics=metrics,
     )
 
 
@@ -175,13 +178,17 @@ def _relay(
     },
 )
 async def create(
-    request: Request, chain: ChainDep, relays: RelaysDep, background: BackgroundDep
+    request: Request,
+    chain: ChainDep,
+    relays: RelaysDep,
+    background: BackgroundDep,
+    metrics: MetricsDep,
 ) -> Response:
     consent = parse_consent(parse_json(await request.body(), RESOURCE))
     grant, signed = grant_of(consent, _now())
 
     def run() -> Response:
-        result = _relay(grant, signed, chain, relays, background)
+        result = _relay(grant, signed, chain, relays, background, metrics)
         if not isinstance(result, TxResult):
             return _queued(result, "Grant")
         return _answer(request, _state_of_tx(chain, grant.patient, result), chain, 201)
@@ -215,6 +222,7 @@ async def revoke(
     chain: ChainDep,
     relays: RelaysDep,
     background: BackgroundDep,
+    metrics: MetricsDep,
 ) -> Response:
     consent = parse_consent(parse_json(await request.body(), RESOURCE))
     where = parse_consent_id(id)
@@ -234,7 +242,7 @@ async def revoke(
                 "nothing to revoke",
             )
         revocation, signed = revoke_of(consent, current, id)
-        result = _relay(revocation, signed, chain, relays, background)
+        result = _relay(revocation, signed, chain, relays, background, metrics)
         if not isinstance(result, TxResult):
             return _queued(result, "Revoke")
         after = _load(chain, *where)

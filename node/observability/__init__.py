@@ -1,0 +1,1 @@
+"""Operating the node: metrics (Prometheus), structured logs and health probes."""
