@@ -291,8 +291,11 @@ class Consortium:
             "EMR_API__PUBLIC_URL": "http://127.0.0.1",
             "EMR_API__AUTH_CACHE_TTL": "1",
             "EMR_THROTTLE__ENABLED": "false",
-            "EMR_WORKER__LEASE_TTL": "2",
-            "EMR_WORKER__LEASE_RENEW": "0.5",
+            # A lease that survives a few seconds of stall: three hospitals starting on two
+            # busy cores (or a short MySQL cut) must not cost a worker its lease; a restarted
+            # worker waits out at most this long before it takes the lease back.
+            "EMR_WORKER__LEASE_TTL": "8",
+            "EMR_WORKER__LEASE_RENEW": "1",
         }
         if hsm:
             token_dir = home / "hsm"
