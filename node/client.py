@@ -393,6 +393,11 @@ class EmrClient:
         params = {"content_hash": content_hash} if content_hash else {}
         return self._json("GET", f"/audit/records/{record_id}/verify", params=params)
 
+    def verify_receipt(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """Check an anchoring receipt (as any member's ``receipt()`` answers it) against the
+        chain at this node: ``valid`` and the ``failed`` checks (POST /audit/receipts/verify)."""
+        return self._json("POST", "/audit/receipts/verify", json=receipt)
+
 
 class ZkApi:
     """The node's zero-knowledge endpoints (``EmrClient.zk``)."""

@@ -490,6 +490,31 @@ def audit_verify(url: Url = "http://127.0.0.1:8700", token: AuditorToken = None)
         raise typer.Exit(1)
 
 
+@audit_app.command("verify-receipt")
+def audit_verify_receipt(
+    file: Annotated[Path, typer.Argument(help="a receipt (JSON) as `emr-node` or the API gave it")],
+    url: Url = "http://127.0.0.1:8700",
+    token: AuditorToken = None,
+) -> None:
+    """Check any member hospital's anchoring receipt against the chain (exit 1 if invalid)."""
+    import json
+
+    from node.client import ApiError, EmrClient
+
+    try:
+        receipt = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        _fail(f"{file}: not a JSON receipt ({err})")
+    with EmrClient(url, token) as client:
+        try:
+            report = client.verify_receipt(receipt)
+        except ApiError as err:
+            _fail(str(err))
+    typer.echo(json.dumps(report, indent=2))
+    if not report["valid"]:
+        raise typer.Exit(1)
+
+
 keys_app = typer.Typer(
     help="Master keys (KEKs) and the signing key: rotation and its progress (admin token).",
     no_args_is_help=True,

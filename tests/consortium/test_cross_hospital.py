@@ -147,6 +147,16 @@ def test_b_clinician_reads_through_a_and_c_audits(consortium: Consortium) -> Non
         if "root" in e["args"]  # type: ignore[operator]
     }
     assert receipt["root"].lower() in roots, roots
+    # C's node checks A's receipt from the chain alone (C has neither A's index nor its key):
+    # the batch's on-chain root is the receipt's, the proof reaches it (RecordRegistry's
+    # verifyRecord), the record's RecordAnchored event names the batch and A.
+    checked = auditor_c.verify_receipt(receipt)
+    assert checked["valid"] and checked["failed"] == [], checked
+    assert checked["hospital"] == a.address and checked["patient"] == patient.address
+    assert checked["anchor_tx"] == receipt["tx_hash"] and checked["erased"] is False
+    assert c.hospital().verify_receipt(receipt)["valid"]  # C's hospital token too
+    forged = auditor_c.verify_receipt({**receipt, "content_hash": "0x" + "00" * 32})
+    assert forged["failed"] == ["leaf_matches_record", "proof_valid_on_chain"], forged
     # A verifies its own record against the chain (A holds the index and the key).
     auditor_a = a.client(a.admin().create_token("auditor-a", "auditor"))
     assert auditor_a.verify(rid)["verified"]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.deps import (
     AuditorDep,
@@ -21,10 +21,12 @@ from node.api.deps import (
     MirrorDep,
     OptionalZkDep,
     PrincipalDep,
+    require,
 )
 from node.api.schemas.common import (
     MAX_INT64,
     AddressParam,
+    Hex32,
     Hex32Param,
     IntPair,
     parse_address,
@@ -37,7 +39,7 @@ from node.audit.csv_export import CSV_COLUMNS, MAX_CSV_ROWS
 from node.audit.key_log import verify_key_audit
 from node.audit.mirror import verify_mirror
 from node.audit.stats import audit_stats
-from node.auth.principal import Principal, Role, WalletPrincipal
+from node.auth.principal import Principal, Role, TokenPrincipal, WalletPrincipal
 from node.chain.abc import ChainClientAPI
 from node.chain.models import AuditEvent
 from node.directory import HospitalDirectory
@@ -45,6 +47,7 @@ from node.exceptions import Forbidden, NotFound
 from node.flows.anchor_key_audit import key_audit_addresses
 from node.flows.audit_trail import AuditEventName, AuditFilter, find_audit_events, verify_record
 from node.flows.break_glass import disclose, disclose_event
+from node.flows.verify_receipt import AnchorClaim, ReceiptCheck, verify_receipt
 from node.zkaccess.service import ZkAccessService
 from storage.abc import AuditMirrorAPI
 
@@ -340,6 +343,125 @@ def verify(
         stored_content_intact=v.stored_content_intact,
         tx_hash=to_hex(v.receipt.batch.tx_hash) if v.receipt and v.receipt.batch else None,
         proof=[to_hex(p) for p in v.receipt.proof] if v.receipt else [],
+    )
+
+
+# -- receipts from any hospital, checked against the chain alone ---------------------
+
+# Any token but a wallet's: the answer holds nothing the chain does not publish.
+ReceiptVerifierDep = Annotated[TokenPrincipal, require(Role.AUDITOR, Role.HOSPITAL)]
+
+
+class ReceiptIn(BaseModel):
+    """An anchoring receipt as ``GET /records/{record_id}/receipt`` answers it at the node
+    that holds the record (any hospital's). Other fields of that answer (status,
+    block_number, anchored_at, patient) are ignored: the answer reports the chain's."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    record_id: Hex32
+    content_hash: Hex32 = Field(description="the record version's content hash (the leaf's)")
+    previous_id: Hex32 | None = Field(None, description="its predecessor; null: a first version")
+    batch_id: int = Field(ge=0, lt=2**63, strict=True)  # JSON true is not batch 1
+    root: Hex32
+    leaf: Hex32
+    proof: list[Hex32] = Field(max_length=32, description="sibling hashes, leaf to root")
+    tx_hash: Hex32 | None = Field(None, description="the anchoring transaction, if claimed")
+
+
+class ReceiptChecksOut(BaseModel):
+    root_on_chain: bool = Field(description="batch batch_id is on-chain with this root")
+    proof_reaches_root: bool = Field(description="the proof takes the leaf to the root")
+    anchored_in_batch: bool = Field(
+        description="the record id's RecordAnchored event names batch batch_id"
+    )
+    tx_hash_matches: bool | None = Field(
+        description="that event is in transaction tx_hash; null: the receipt names none"
+    )
+    leaf_matches_record: bool = Field(
+        description="the leaf is the hash of (record id, the event's patient, content_hash, "
+        "previous_id)"
+    )
+    proof_valid_on_chain: bool = Field(
+        description="RecordRegistry.verifyRecord accepts the record version and the proof"
+    )
+
+
+class ReceiptVerificationOut(BaseModel):
+    valid: bool = Field(description="every check passed (tx_hash_matches: unless null)")
+    failed: list[ReceiptCheck] = Field(description="the checks that failed")
+    checks: ReceiptChecksOut
+    record_id: str
+    batch_id: int
+    patient: str | None = Field(description="as the record's RecordAnchored event names it")
+    hospital: str | None = Field(description="the address that anchored the batch")
+    hospital_member_id: int | None = Field(description="its consortium member id then")
+    hospital_name: str | None = Field(description="its consortium name; null: not a member now")
+    anchored_at: int | None = Field(description="the batch's block time (unix seconds)")
+    anchor_tx: str | None = Field(description="the transaction of the RecordAnchored event")
+    block_number: int | None = Field(description="the block of that transaction")
+    erased: bool = Field(description="the record carries an on-chain RecordErased tombstone")
+
+
+def _claim(body: ReceiptIn) -> AnchorClaim:
+    def b32(value: str) -> bytes:
+        return bytes.fromhex(value[2:])
+
+    return AnchorClaim(
+        record_id=b32(body.record_id),
+        content_hash=b32(body.content_hash),
+        batch_id=body.batch_id,
+        root=b32(body.root),
+        leaf=b32(body.leaf),
+        proof=tuple(b32(p) for p in body.proof),
+        previous_id=b32(body.previous_id) if body.previous_id is not None else None,
+        tx_hash=b32(body.tx_hash) if body.tx_hash is not None else None,
+    )
+
+
+@router.post(
+    "/receipts/verify",
+    response_model=ReceiptVerificationOut,
+    summary="Verify an anchoring receipt any member's node issued, from the chain alone "
+    "(auditor or hospital token)",
+    description="Needs no copy of the record: the batch root, the record's RecordAnchored "
+    "event and RecordRegistry.verifyRecord decide. A receipt that does not verify is a 200 "
+    "with valid false and the failing checks named.",
+    responses={
+        200: {"description": "the checks; valid false names the failed ones in failed"},
+        403: {"description": "a wallet session (this route is for API tokens)"},
+        422: {
+            "description": "not a receipt: a missing or malformed field (a pending receipt "
+            "has no batch), a batch id past 2^63, more than 32 proof hashes"
+        },
+        503: {"description": "chain unreachable"},
+    },
+)
+def verify_anchor_receipt(
+    body: ReceiptIn, chain: ChainDep, _caller: ReceiptVerifierDep
+) -> ReceiptVerificationOut:
+    v = verify_receipt(_claim(body), chain=chain)
+    return ReceiptVerificationOut(
+        valid=v.valid,
+        failed=v.failed,
+        checks=ReceiptChecksOut(
+            root_on_chain=v.root_on_chain,
+            proof_reaches_root=v.proof_reaches_root,
+            anchored_in_batch=v.anchored_in_batch,
+            tx_hash_matches=v.tx_hash_matches,
+            leaf_matches_record=v.leaf_matches_record,
+            proof_valid_on_chain=v.proof_valid_on_chain,
+        ),
+        record_id=body.record_id,
+        batch_id=body.batch_id,
+        patient=v.patient,
+        hospital=v.hospital,
+        hospital_member_id=v.batch.member_id if v.batch is not None else None,
+        hospital_name=v.hospital_name,
+        anchored_at=v.batch.timestamp if v.batch is not None else None,
+        anchor_tx=to_hex(v.event.tx_hash) if v.event is not None else None,
+        block_number=v.event.block_number if v.event is not None else None,
+        erased=v.erased,
     )
 
 

@@ -392,7 +392,7 @@ def receipt(record_id: Hex32Param, index: IndexDep, principal: PrincipalDep) -> 
     rid = parse_hex32("record id", record_id)
     row = index.get_record(rid)
     _may_see_metadata(principal, row)
-    return ReceiptPublic.of(rid, index.get_receipt(rid))
+    return ReceiptPublic.of(rid, index.get_receipt(rid), row)
 
 
 @router.get(

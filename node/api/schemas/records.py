@@ -139,9 +139,16 @@ class ReceiptPublic(BaseModel):
     anchored_at: int | None = None
     leaf: str | None = None
     proof: list[str] = []
+    # The leaf's preimage (with record_id): what POST /audit/receipts/verify at any node
+    # needs to check the receipt from the chain alone. None on a pending receipt.
+    patient: str | None = None
+    content_hash: str | None = None
+    previous_id: str | None = None
 
     @classmethod
-    def of(cls, record_id: bytes, receipt: AnchorReceipt | None) -> ReceiptPublic:
+    def of(
+        cls, record_id: bytes, receipt: AnchorReceipt | None, row: RecordRow | None = None
+    ) -> ReceiptPublic:
         if receipt is None or receipt.batch is None:
             return cls(record_id=to_hex(record_id), status="pending")
         b = receipt.batch
@@ -155,6 +162,9 @@ class ReceiptPublic(BaseModel):
             anchored_at=b.anchored_at,
             leaf=to_hex(receipt.leaf),
             proof=[to_hex(p) for p in receipt.proof],
+            patient=row.patient if row else None,
+            content_hash=to_hex(row.content_hash) if row else None,
+            previous_id=to_hex(row.previous_id) if row and row.previous_id else None,
         )
 
 

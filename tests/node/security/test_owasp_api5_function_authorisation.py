@@ -71,6 +71,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/me/break-glass"): WALLET,
     ("GET", "/audit/events"): frozenset({"wallet", "auditor", "admin"}),
     ("GET", "/audit/records/{record_id}/verify"): AUDITOR,
+    ("POST", "/audit/receipts/verify"): frozenset({"hospital", "auditor", "admin"}),  # any node's
     ("GET", "/audit/reasons/{reason_hash}"): AUDITOR,
     ("GET", "/audit/mirror/verify"): AUDITOR,
     ("GET", "/audit/keys"): AUDITOR,
