@@ -29,8 +29,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import httpx
 
 from node.client import EmrClient
 from tests.node.production import TEST_ZK_KEYS, HardhatChain, _script, free_port
+from tests.node.roles.cluster import answers, until
 from tests.storage.backends.ipfs_fixtures import IpfsCluster
 from tests.tcp_proxy import CutProxy
 
@@ -46,26 +45,6 @@ HSM_TOKEN, HSM_PIN, HSM_SO_PIN = "emr-consortium-0", "consortium-pin-4411", "con
 NETWORK = "test"
 # Redis database numbers 8.. (one per hospital): caches and throttles stay apart.
 REDIS_DB_BASE = 8
-
-
-def until(predicate: Callable[[], object], timeout: float = 60.0, step: float = 0.1) -> object:
-    """Poll ``predicate`` until it returns something truthy (returned); TimeoutError after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(step)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code < 500
-    except httpx.HTTPError:
-        return False
 
 
 @dataclass
@@ -122,7 +101,7 @@ class Hospital:
         proc = self._spawn("worker", ["worker"], {"EMR_WORKER__PORT": str(self.worker_port)})
         self.worker_proc = proc
         until(
-            lambda: _answers(self.worker_url + "/status") or proc.poll() is not None,
+            lambda: answers(self.worker_url + "/status") or proc.poll() is not None,
             timeout=timeout,
         )
         assert proc.poll() is None, self.output()
@@ -132,7 +111,7 @@ class Hospital:
             return
         proc = self._spawn("api", ["api", "--port", str(self.api_port), "--processes", "1"], {})
         self.api_proc = proc
-        until(lambda: _answers(self.url + "/health") or proc.poll() is not None, timeout=timeout)
+        until(lambda: answers(self.url + "/health") or proc.poll() is not None, timeout=timeout)
         assert proc.poll() is None, self.output()
 
     def start(self) -> None:

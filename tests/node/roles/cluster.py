@@ -20,9 +20,14 @@ from node.client import EmrClient
 from tests.node.production import TEST_ZK_KEYS, ProductionServices, free_port
 
 
-def until(predicate: Callable[[], object], timeout: float = 60.0, step: float = 0.1) -> None:
+def until(predicate: Callable[[], object], timeout: float = 60.0, step: float = 0.1) -> object:
+    """Poll ``predicate`` until it returns something truthy (returned); TimeoutError after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(step)
