@@ -84,12 +84,29 @@ class TextFormatter(logging.Formatter):
         return f"{text} request_id={request_id}" if request_id else text
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, as logging's own
+    last-resort handler does: a host that swaps stderr (a test runner's capture, an
+    embedding CLI runner) and closes its stand-in leaves no handler on a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(
     fmt: LogFormat = "json", level: str = "INFO", stream: TextIO | None = None
 ) -> None:
     """Replace the root logger's handlers with one on ``stream`` (stderr) in ``fmt``;
     uvicorn's loggers propagate to it (their own handlers removed)."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

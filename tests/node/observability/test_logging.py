@@ -131,3 +131,26 @@ def test_scrub_and_request_id_rules() -> None:
     assert new_request_id("ok-1") == "ok-1"
     assert new_request_id("x" * 65) != "x" * 65
     assert new_request_id(None) != new_request_id(None)
+
+
+def test_default_handler_follows_stderr_after_its_stand_in_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CLI runner or a test's capture swaps sys.stderr and closes its stand-in: records
+    logged afterwards reach the stderr of the moment, with no '--- Logging error ---'."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr("sys.stderr", first)
+        configure_logging("json", "INFO")
+        logging.getLogger("node.test").info("while swapped")
+        first.close()
+        monkeypatch.setattr("sys.stderr", second)
+        logging.getLogger("node.test").info("after the stand-in closed")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = _lines(second.getvalue())
+    assert [e["message"] for e in lines] == ["after the stand-in closed"], second.getvalue()
+    assert "Logging error" not in second.getvalue()
