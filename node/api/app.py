@@ -28,7 +28,7 @@ from node.api.routers import (
     zk,
     zk_policies,
 )
-from node.api.routers.ops import install_observability
+from node.api.routers.ops import install_node_probes, install_observability
 from node.api.throttling import install_throttling
 from node.api.web import install_web  # issue 13: portal and explorer pages
 from node.fhir.common import install_fhir_errors  # issue 12
@@ -68,6 +68,7 @@ def create_app(node: Node, *, stop_on_shutdown: bool = True) -> FastAPI:
     install_headers(app, node.settings)
     install_trusted_hosts(app, node.settings)
     install_observability(app, node.metrics)  # outermost: request id, request log, metrics
+    install_node_probes(app, node)  # /readyz and /metrics' cached checks
     # zk_policies before zk: its /zk/policies/{category} routes come first.
     routers = (info, ops, auth, records, patients, consents, break_glass, audit, admin, governance)
     for module in (*routers, wallets, zk_policies, zk):

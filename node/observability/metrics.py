@@ -152,7 +152,17 @@ class NullMetrics(MetricsAPI):
 NULL_METRICS = NullMetrics()
 
 
-class PrometheusMetrics(MetricsAPI):
+class MetricsExporterAPI(MetricsAPI):
+    """Metrics that can also be scraped (``GET /metrics``); a node whose metrics are not
+    exportable answers that route with 404."""
+
+    @abstractmethod
+    def exposition(self, state: Callable[[], Sequence[Any]] | None = None) -> tuple[bytes, str]:
+        """The scrape body and its content type: every recorded series plus the metric
+        families ``state()`` returns at scrape time."""
+
+
+class PrometheusMetrics(MetricsExporterAPI):
     """prometheus-client metrics. ``multiprocess``: values go to files in
     ``PROMETHEUS_MULTIPROC_DIR`` (set before prometheus_client is first imported), and a
     scrape sums every process's files (the worker role's and each API process's);

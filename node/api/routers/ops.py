@@ -12,7 +12,7 @@ import hmac
 import logging
 import time
 from collections.abc import MutableMapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,7 +31,10 @@ from node.observability.logging import (
     new_request_id,
     request_id_var,
 )
-from node.observability.metrics import NULL_METRICS, MetricsAPI, NodeState, PrometheusMetrics
+from node.observability.metrics import NULL_METRICS, MetricsAPI, MetricsExporterAPI, NodeState
+
+if TYPE_CHECKING:
+    from node.wiring import Node
 
 router = APIRouter(tags=["operations"])
 request_log = logging.getLogger("node.api.request")
@@ -67,11 +70,15 @@ async def healthz() -> LiveOut:
     return LiveOut()
 
 
+def install_node_probes(app: FastAPI, node: Node) -> None:
+    """The cached readiness checks and scrape-time gauges of ``node``, one per app: probes
+    and scrapers share them, so they cannot drive the checks faster than their TTLs."""
+    app.state.readiness = CachedReadiness(node)
+    app.state.node_state = NodeState(node)
+
+
 def _readiness(request: Request) -> CachedReadiness:
-    state = request.app.state
-    if getattr(state, "readiness", None) is None:
-        state.readiness = CachedReadiness(state.node)
-    cached: CachedReadiness = state.readiness
+    cached: CachedReadiness = request.app.state.readiness
     return cached
 
 
@@ -146,12 +153,10 @@ async def scraper(
 async def metrics(request: Request, _scraper: Annotated[None, Depends(scraper)]) -> Response:
     node = request.app.state.node
     exporter = node.metrics
-    if not isinstance(exporter, PrometheusMetrics):
+    if not isinstance(exporter, MetricsExporterAPI):
         raise NotFound("this node records no metrics")
-    state = request.app.state
-    if getattr(state, "node_state", None) is None:
-        state.node_state = NodeState(node)
-    body, content_type = await run_in_threadpool(exporter.exposition, state.node_state)
+    node_state: NodeState = request.app.state.node_state
+    body, content_type = await run_in_threadpool(exporter.exposition, node_state)
     return Response(body, media_type=content_type)
 
 

@@ -3,6 +3,7 @@ the alert rules and the dashboard use is exported, labels carry route templates 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -11,10 +12,19 @@ import httpx
 import pytest
 import yaml
 from eth_account import Account
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from node.api.app import create_app
 from node.client import ApiError, EmrClient, Scope
-from node.observability.metrics import CATALOGUE, STATE_SERIES, exported_names
+from node.observability.metrics import (
+    CATALOGUE,
+    NULL_METRICS,
+    STATE_SERIES,
+    MetricsExporterAPI,
+    exported_names,
+)
+from node.settings import MetricsSettings
 from tests.node.conftest import RunningNode
 from tests.node.fhir.test_consent import FHIR_JSON, consent_resource, hexid
 
@@ -118,6 +128,25 @@ def test_metrics_access(embedded_node: RunningNode) -> None:
     r = httpx.get(f"{rn.url}/metrics", headers={"Authorization": f"Bearer {hospital_token}"})
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
     assert _scrape(rn, rn.admin_token)
+
+
+def test_metrics_404_when_disabled_or_not_exportable(embedded_node: RunningNode) -> None:
+    """metrics.enabled off, or a node whose metrics cannot be scraped (NullMetrics): 404
+    with the reason, for an admin too; the running node's metrics are exportable."""
+    node = embedded_node.node
+    assert isinstance(node.metrics, MetricsExporterAPI)
+    admin = {"Authorization": f"Bearer {embedded_node.admin_token}"}
+    off = node.settings.model_copy(update={"metrics": MetricsSettings(enabled=False)})
+    cases = {
+        "metrics are disabled": dataclasses.replace(node, settings=off),
+        "records no metrics": dataclasses.replace(node, metrics=NULL_METRICS),
+    }
+    for reason, variant in cases.items():
+        # no lifespan: the embedded node's own app runs its workers
+        app = create_app(variant, stop_on_shutdown=False)
+        answer = TestClient(app, base_url=embedded_node.url).get("/metrics", headers=admin)
+        assert answer.status_code == 404, answer.text
+        assert reason in answer.json()["detail"]
 
 
 def _alert_rules() -> list[dict[str, object]]:
