@@ -147,7 +147,7 @@ async def scraper(
         },
         401: {"description": "no credential, or an unknown one"},
         403: {"description": "a credential without the auditor or admin role"},
-        404: {"description": "metrics are disabled on this node"},
+        404: {"description": "metrics are disabled on this node, or it records none"},
     },
 )
 async def metrics(request: Request, _scraper: Annotated[None, Depends(scraper)]) -> Response:
