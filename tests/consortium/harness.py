@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from node.client import EmrClient
+from node.client import ApiError, EmrClient
 from tests.node.production import TEST_ZK_KEYS, HardhatChain, _script, free_port
 from tests.node.roles.cluster import answers, until
 from tests.storage.backends.ipfs_fixtures import IpfsCluster
@@ -182,6 +182,14 @@ class Hospital:
 
     def start_ipfs(self) -> None:
         self.ipfs.start(timeout=120)
+
+
+def read_status(client: EmrClient, record: str, session: str) -> tuple[int, bytes]:
+    """A record read through ``client``: (200, content), or (the refusal's status, b"")."""
+    try:
+        return 200, client.read(record, session).content
+    except ApiError as err:
+        return err.status, b""
 
 
 @dataclass

@@ -19,7 +19,7 @@ from eth_utils import keccak
 
 from node.chain.merkle import record_leaf, verify_proof
 from node.client import ApiError, EmrClient, Scope
-from tests.consortium.harness import Consortium, until
+from tests.consortium.harness import Consortium, read_status, until
 from tests.node.zkaccess.helpers import YEAR, prover
 from zk.credentials import Identity, IssuedCredential, role_index
 from zk.exceptions import InputError
@@ -59,13 +59,6 @@ def _relayed(client: EmrClient, answer: dict[str, object]) -> None:
     until(done, timeout=60, step=0.2)
 
 
-def _read(client: EmrClient, record: str, session: str) -> tuple[int, bytes]:
-    try:
-        return 200, client.read(record, session).content
-    except ApiError as err:
-        return err.status, b""
-
-
 def test_c_is_admitted_by_a_vote_through_the_api(consortium: Consortium) -> None:
     a, b, c = consortium.hospitals
     assert consortium.members() == [0, 1]
@@ -103,11 +96,11 @@ def test_b_clinician_reads_through_a_and_c_audits(consortium: Consortium) -> Non
     b.admin().add_clinician(clinician.address, "physician")
     public_a = EmrClient(a.url, timeout=30)
     session = public_a.login(clinician)
-    assert _read(public_a, rid, session) == (403, b"")  # no consent yet
+    assert read_status(public_a, rid, session) == (403, b"")  # no consent yet
     # The patient signs an EIP-712 Grant for B's clinician; A relays it.
     _relayed(public_a, public_a.grant(patient, clinician.address, Scope.record(rid)))
     # The relay answered "relayed": the grant is on-chain, the first read is served.
-    assert _read(public_a, rid, session) == (200, content)
+    assert read_status(public_a, rid, session) == (200, content)
 
     # An auditor at C sees the trail of A's record: anchored by A, consent, B's read at A.
     auditor_c = c.client(c.admin().create_token("auditor-c", "auditor"))

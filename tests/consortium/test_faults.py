@@ -17,7 +17,7 @@ import pytest
 from eth_account import Account
 
 from node.client import ApiError, EmrClient, Scope
-from tests.consortium.harness import Consortium, until
+from tests.consortium.harness import Consortium, read_status, until
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,6 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
         yield c
     finally:
         c.stop()
-
-
-def _read(client: EmrClient, record: str, session: str) -> tuple[int, bytes]:
-    try:
-        return 200, client.read(record, session).content
-    except ApiError as err:
-        return err.status, b""
 
 
 def _head(consortium: Consortium) -> int:
@@ -60,8 +53,8 @@ def test_a_killed_mid_flow_others_serve_and_a_catches_up(consortium: Consortium)
     granted_later = hospital_a.upload(patient.address, b"later", category="lab")["record_id"]
     public_a.grant(patient, clinician.address, Scope.record(kept))
     session_a = public_a.login(clinician)
-    assert _read(public_a, kept, session_a) == (200, b"kept")
-    assert _read(public_a, granted_later, session_a)[0] == 403
+    assert read_status(public_a, kept, session_a) == (200, b"kept")
+    assert read_status(public_a, granted_later, session_a)[0] == 403
 
     # Uploads in flight at A while its worker and then its API are killed.
     acknowledged: dict[str, bytes] = {}
@@ -96,7 +89,7 @@ def test_a_killed_mid_flow_others_serve_and_a_catches_up(consortium: Consortium)
     own_b = hospital_b.upload(patient.address, b"at B", category="lab")["record_id"]
     public_b.grant(patient, clinician.address, Scope.record(own_b))
     session_b = public_b.login(clinician)
-    assert _read(public_b, own_b, session_b) == (200, b"at B")
+    assert read_status(public_b, own_b, session_b) == (200, b"at B")
     # The patient changes consent on A's records while A is down, relayed by B.
     assert public_b.grant(patient, clinician.address, Scope.record(granted_later))["status"] == (
         "relayed"
@@ -111,8 +104,8 @@ def test_a_killed_mid_flow_others_serve_and_a_catches_up(consortium: Consortium)
     hospital_a = a.hospital()
     public_a = EmrClient(a.url, timeout=30)
     # Consent cache: the revocation and the grant made while A was down hold at A.
-    until(lambda: _read(public_a, kept, session_a)[0] == 403, timeout=60, step=0.5)
-    assert _read(public_a, granted_later, session_a) == (200, b"later")
+    until(lambda: read_status(public_a, kept, session_a)[0] == 403, timeout=60, step=0.5)
+    assert read_status(public_a, granted_later, session_a) == (200, b"later")
     # Every acknowledged upload is readable (by the hospital) and anchored exactly once.
     assert len(acknowledged) >= 6
     for rid in acknowledged:
@@ -128,7 +121,7 @@ def test_a_killed_mid_flow_others_serve_and_a_catches_up(consortium: Consortium)
     # grant for everything the clinician reads every acknowledged upload.
     public_a.grant(patient, clinician.address, Scope.all())
     for rid, content in acknowledged.items():
-        assert _read(public_a, rid, session_a) == (200, content), rid
+        assert read_status(public_a, rid, session_a) == (200, content), rid
     # The audit mirror reaches the chain's head and equals the chain, event by event.
     head = _head(consortium)
 
